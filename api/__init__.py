@@ -1,0 +1,1 @@
+"""HTTP only: the FastAPI app, routes, request/response models."""

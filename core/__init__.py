@@ -1,0 +1,1 @@
+"""Shared pieces every process imports: settings, database setup, Peewee models."""

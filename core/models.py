@@ -1,0 +1,97 @@
+"""Peewee models. Times are naive UTC; dates are calendar dates in the configured zone."""
+
+from datetime import UTC, datetime
+
+from peewee import (
+    BigIntegerField,
+    CharField,
+    DateField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from core.db import database
+
+ID_MAX_LENGTH = 128
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Counter(BaseModel):
+    """Named counters. 'serving' is bumped by every change to what GET /allocation serves."""
+
+    name = CharField(primary_key=True)
+    value = BigIntegerField(default=0)
+
+
+class Experiment(BaseModel):
+    name = CharField(max_length=ID_MAX_LENGTH, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    # The serving counter's value when this experiment's served allocation last changed;
+    # web processes reload only the experiments whose version is newer than they have.
+    version = BigIntegerField(default=0, index=True)
+
+
+class Variant(BaseModel):
+    experiment = ForeignKeyField(Experiment, backref="variants", on_delete="CASCADE")
+    name = CharField(max_length=ID_MAX_LENGTH)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("experiment", "name"), True),)
+
+
+class DailyMetric(BaseModel):
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    variant = ForeignKeyField(Variant, on_delete="CASCADE")
+    date = DateField()
+    impressions = BigIntegerField()
+    clicks = BigIntegerField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("experiment", "date", "variant"), True),)
+
+
+class Run(BaseModel):
+    trigger = CharField()  # nightly, catch_up, manual
+    effective_date = DateField()
+    experiment_filter = CharField(null=True)
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+    status = CharField(default="running")  # running, success, failed
+    experiments_processed = IntegerField(default=0)
+    error = TextField(null=True)
+
+
+class Allocation(BaseModel):
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    variant = ForeignKeyField(Variant, on_delete="CASCADE")
+    effective_date = DateField()
+    percentage = FloatField()
+    probability = FloatField()
+    seed = BigIntegerField()
+    run = ForeignKeyField(Run)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("experiment", "effective_date", "variant"), True),)
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField()
+
+
+ALL_MODELS = [Counter, Experiment, Variant, DailyMetric, Run, Allocation, SchemaVersion]

@@ -1,0 +1,24 @@
+"""The serving counter: a number that every change to what GET /allocation serves bumps.
+
+Web processes poll experiments whose version is above the last value they saw, so a
+publish by any process reaches every worker without re-reading everything.
+"""
+
+from core.models import Counter, Experiment
+
+
+def bump_serving_version() -> int:
+    """Take the next counter value; call inside a write transaction."""
+    Counter.update(value=Counter.value + 1).where(Counter.name == "serving").execute()
+    return Counter.get_by_id("serving").value
+
+
+def mark_changed(experiment_ids) -> None:
+    """Flag experiments whose served allocation changed; call inside a write transaction."""
+    ids = list(experiment_ids)
+    if not ids:
+        return
+    version = bump_serving_version()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        Experiment.update(version=version).where(Experiment.id.in_(chunk)).execute()

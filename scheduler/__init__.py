@@ -1,0 +1,1 @@
+"""The batch: aggregate (SQL) -> sample (numpy) -> publish; and the clock that fires it."""

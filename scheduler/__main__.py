@@ -1,0 +1,39 @@
+"""`python -m scheduler` runs the clock; `python -m scheduler run-once` runs the job and exits."""
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+
+from core.db import init_database
+from core.settings import SettingsError, load_settings
+from scheduler.clock import run_clock
+from scheduler.job import run_job
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scheduler")
+    parser.add_argument("command", nargs="?", choices=["clock", "run-once"], default="clock")
+    parser.add_argument("--experiment", help="run-once: only this experiment")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        print(f"bad configuration: {e}", file=sys.stderr)
+        return 2
+    init_database(settings.database)
+    if args.command == "clock":
+        run_clock(settings)
+        return 0
+    summary = run_job(datetime.now(UTC), settings, "manual", experiment_id=args.experiment)
+    print(
+        f"run {summary.run_id}: {summary.status}, {summary.experiments_processed} experiments,"
+        f" effective {summary.effective_date}"
+        + (f", error: {summary.error}" if summary.error else "")
+    )
+    return 0 if summary.status == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Store a run's allocations in one transaction and tell web processes they changed."""
+
+from dataclasses import dataclass
+from datetime import date
+
+from core.db import write_transaction
+from core.models import Allocation
+from core.serving import mark_changed
+
+INSERT_BATCH = 100  # rows per INSERT; 7 columns each
+
+
+@dataclass(frozen=True)
+class ArmAllocation:
+    variant_pk: int
+    variant_id: str
+    probability: float
+    percentage: float
+
+
+@dataclass(frozen=True)
+class ExperimentAllocation:
+    experiment_pk: int
+    experiment_id: str
+    seed: int
+    arms: list[ArmAllocation]
+
+
+def allocation_rows(run_id: int, effective_date: date, results) -> list[tuple]:
+    return [
+        (
+            r.experiment_pk,
+            arm.variant_pk,
+            effective_date,
+            arm.percentage,
+            arm.probability,
+            r.seed,
+            run_id,
+        )
+        for r in results
+        for arm in r.arms
+    ]
+
+
+def publish_allocations(run_id: int, effective_date: date, results) -> None:
+    """Replace each experiment's allocation for the day; all or nothing."""
+    ids = [r.experiment_pk for r in results]
+    fields = [
+        Allocation.experiment,
+        Allocation.variant,
+        Allocation.effective_date,
+        Allocation.percentage,
+        Allocation.probability,
+        Allocation.seed,
+        Allocation.run,
+    ]
+    rows = allocation_rows(run_id, effective_date, results)
+    with write_transaction():
+        for start in range(0, len(ids), 500):
+            (
+                Allocation.delete()
+                .where(
+                    Allocation.experiment.in_(ids[start : start + 500])
+                    & (Allocation.effective_date == effective_date)
+                )
+                .execute()
+            )
+        for start in range(0, len(rows), INSERT_BATCH):
+            Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
+        mark_changed(ids)

@@ -1,0 +1,46 @@
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.db import database, init_database
+from core.settings import load_settings
+
+CONTRACT_POST = {
+    "experiment_id": "ctr_test",
+    "date": "2025-12-22",
+    "variants": [
+        {"variant_id": "control", "impressions": 1000, "clicks": 50},
+        {"variant_id": "variant", "impressions": 1000, "clicks": 70},
+    ],
+}
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Default settings on a fresh temporary SQLite file (never :memory:)."""
+    for name in [n for n in __import__("os").environ if n.startswith("BANDIT_")]:
+        monkeypatch.delenv(name)
+    base = load_settings({})
+    database_settings = dataclasses.replace(base.database, path=str(tmp_path / "bandit.db"))
+    return dataclasses.replace(base, database=database_settings)
+
+
+@pytest.fixture
+def db(settings):
+    init_database(settings.database)
+    with database.connection_context():
+        yield database
+    database.close()
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -1,0 +1,181 @@
+"""The nightly job with a fixed `now`: aggregation, publish, runs table, determinism."""
+
+from datetime import date
+
+import pytest
+
+from core.models import Allocation, Experiment, Run, Variant
+from ingest.metrics import MetricRow, store_rows
+from scheduler import job
+from scheduler.aggregate import aggregate_counts
+from scheduler.job import next_effective_date, run_job
+from tests.conftest import utc
+
+NOW = utc(2025, 12, 22, 23, 50)
+
+
+def load(*rows):
+    store_rows([MetricRow(*row) for row in rows])
+
+
+def allocations(experiment="ctr_test"):
+    rows = (
+        Allocation.select(
+            Variant.name, Allocation.percentage, Allocation.probability, Allocation.effective_date
+        )
+        .join(Variant)
+        .join_from(Allocation, Experiment)
+        .where(Experiment.name == experiment)
+        .order_by(Allocation.effective_date, Allocation.variant)
+        .tuples()
+    )
+    return [(v, pct, p, str(d)) for v, pct, p, d in rows]
+
+
+def test_aggregation_sums_every_day_per_variant(db):
+    load(
+        ("e1", date(2025, 12, 20), "a", 100, 10),
+        ("e1", date(2025, 12, 21), "a", 50, 5),
+        ("e1", date(2025, 12, 21), "b", 70, 7),
+        ("e2", date(2025, 12, 21), "x", 3, 1),
+    )
+    totals = {
+        t.experiment_id: [(a.variant_id, a.impressions, a.clicks) for a in t.arms]
+        for t in aggregate_counts()
+    }
+    assert totals == {"e1": [("a", 150, 15), ("b", 70, 7)], "e2": [("x", 3, 1)]}
+
+
+def test_aggregation_is_one_query_for_all_experiments(db, monkeypatch):
+    load(*[(f"e{i}", date(2025, 12, 21), v, 100, 5) for i in range(20) for v in "ab"])
+    executed = []
+    original = db.execute_sql
+    monkeypatch.setattr(
+        db, "execute_sql", lambda sql, *a, **k: executed.append(sql) or original(sql, *a, **k)
+    )
+    assert len(aggregate_counts()) == 20
+    assert len(executed) == 1
+    assert "GROUP BY" in executed[0]
+
+
+@pytest.mark.parametrize(
+    "now,expected",
+    [
+        (utc(2025, 12, 22, 23, 50), date(2025, 12, 23)),
+        (utc(2025, 12, 22, 0, 0), date(2025, 12, 23)),
+    ],
+)
+def test_effective_date_is_the_next_local_day(now, expected):
+    from zoneinfo import ZoneInfo
+
+    assert next_effective_date(now, ZoneInfo("UTC")) == expected
+
+
+def test_effective_date_uses_the_configured_zone():
+    from zoneinfo import ZoneInfo
+
+    # 23:30 UTC on the 22nd is already the 23rd in Berlin.
+    assert next_effective_date(utc(2025, 12, 22, 23, 30), ZoneInfo("Europe/Berlin")) == date(
+        2025, 12, 24
+    )
+    with pytest.raises(ValueError):
+        next_effective_date(NOW.replace(tzinfo=None), ZoneInfo("UTC"))
+
+
+def test_run_publishes_every_experiment_and_records_the_run(db, settings):
+    load(
+        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
+        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
+        ("other", date(2025, 12, 22), "a", 10, 1),
+        ("other", date(2025, 12, 22), "b", 10, 2),
+    )
+    summary = run_job(NOW, settings, "nightly")
+    assert (summary.status, summary.experiments_processed) == ("success", 2)
+    run = Run.get_by_id(summary.run_id)
+    assert (run.trigger, run.status, str(run.effective_date)) == (
+        "nightly",
+        "success",
+        "2025-12-23",
+    )
+    assert run.finished_at is not None and run.error is None
+    rows = allocations()
+    assert [r[0] for r in rows] == ["control", "variant"]
+    assert sum(r[1] for r in rows) == 100.0
+    assert rows[1][1] == pytest.approx(97.0, abs=1.0)
+    assert Allocation.select().count() == 4
+
+
+def test_same_inputs_give_the_same_outputs(db, settings):
+    load(
+        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
+        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
+    )
+    run_job(NOW, settings)
+    first = allocations()
+    run_job(NOW, settings)
+    assert allocations() == first
+    assert Allocation.select().count() == 2
+
+
+def test_history_is_kept_across_days(db, settings):
+    load(
+        ("ctr_test", date(2025, 12, 21), "control", 100, 5),
+        ("ctr_test", date(2025, 12, 21), "v", 100, 7),
+    )
+    run_job(utc(2025, 12, 21, 23, 50), settings, "nightly")
+    run_job(NOW, settings, "nightly")
+    assert sorted({r[3] for r in allocations()}) == ["2025-12-22", "2025-12-23"]
+
+
+def test_failed_publish_keeps_previous_allocations_and_records_the_error(db, settings, monkeypatch):
+    load(
+        ("ctr_test", date(2025, 12, 21), "control", 100, 5),
+        ("ctr_test", date(2025, 12, 21), "v", 100, 7),
+    )
+    run_job(NOW, settings)
+    before = allocations()
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(job, "publish_allocations", broken)
+    summary = run_job(NOW, settings)
+    assert summary.status == "failed"
+    run = Run.get_by_id(summary.run_id)
+    assert run.status == "failed" and "disk full" in run.error
+    assert allocations() == before
+
+
+def test_partial_publish_is_rolled_back(db, settings, monkeypatch):
+    load(*[(f"e{i}", date(2025, 12, 21), v, 100, 5) for i in range(3) for v in "ab"])
+    from scheduler import publish
+
+    calls = []
+    original = publish.mark_changed
+
+    def fail_after_inserts(ids):
+        calls.append(ids)
+        raise RuntimeError("crash after the inserts")
+
+    monkeypatch.setattr(publish, "mark_changed", fail_after_inserts)
+    assert run_job(NOW, settings).status == "failed"
+    assert calls and Allocation.select().count() == 0
+    monkeypatch.setattr(publish, "mark_changed", original)
+    assert run_job(NOW, settings).status == "success"
+    assert Allocation.select().count() == 6
+
+
+def test_prior_and_samples_come_from_settings(db, settings):
+    import dataclasses
+
+    load(
+        ("ctr_test", date(2025, 12, 21), "control", 0, 0),
+        ("ctr_test", date(2025, 12, 21), "v", 0, 0),
+    )
+    strong_prior = dataclasses.replace(
+        settings.sampling, prior_alpha=50.0, prior_beta=1.0, samples=1000
+    )
+    run_job(NOW, dataclasses.replace(settings, sampling=strong_prior))
+    probabilities = [r[2] for r in allocations()]
+    assert sum(probabilities) == pytest.approx(1.0)
+    assert all(p * 1000 == int(p * 1000) for p in probabilities)

@@ -1,0 +1,129 @@
+"""The sampler against an exact reference: P(best) by numerical integration."""
+
+import math
+from datetime import date
+
+import numpy as np
+import pytest
+
+from scheduler.thompson import (
+    Prior,
+    equal_split,
+    experiment_seed,
+    posterior,
+    prob_best,
+    round_to_hundred,
+)
+
+SAMPLES = 10_000
+
+
+def beta_pdf(x, a, b):
+    log_norm = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - log_norm)
+
+
+def exact_prob_best(alpha, beta, points=200_001):
+    """P(k best) = integral of f_k(x) * prod_{j != k} F_j(x) dx, integrated only where the
+    posteriors have mass: over [0, 1] a concentrated posterior falls between grid points."""
+    means = alpha / (alpha + beta)
+    sds = np.sqrt(alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1)))
+    lo = max(float(np.min(means - 15 * sds)), 1e-15)
+    hi = min(float(np.max(means + 15 * sds)), 1 - 1e-15)
+    x = np.linspace(lo, hi, points)
+    dx = x[1] - x[0]
+    pdfs = np.array([beta_pdf(x, a, b) for a, b in zip(alpha, beta, strict=True)])
+    cdfs = np.cumsum((pdfs[:, 1:] + pdfs[:, :-1]) / 2 * dx, axis=1)
+    cdfs = np.concatenate([np.zeros((len(alpha), 1)), cdfs], axis=1)
+    result = []
+    for k in range(len(alpha)):
+        others = np.prod(np.delete(cdfs, k, axis=0), axis=0)
+        integrand = pdfs[k] * others
+        result.append(float(np.sum((integrand[1:] + integrand[:-1]) / 2) * dx))
+    return np.array(result)
+
+
+CASES = {
+    "two arms, README example": ([1000, 1000], [50, 70]),
+    "three arms, unequal sizes": ([200, 1500, 800], [10, 90, 45]),
+    "five arms, one concentrated": ([1_000_000, 400, 5000, 20, 3000], [30_000, 13, 160, 1, 95]),
+    "five arms, near ties": ([10_000] * 5, [500, 505, 498, 510, 502]),
+}
+
+
+@pytest.mark.parametrize("impressions,clicks", CASES.values(), ids=CASES.keys())
+def test_prob_best_within_four_standard_errors_of_exact(impressions, clicks):
+    alpha, beta = posterior(impressions, clicks, Prior())
+    exact = exact_prob_best(alpha, beta)
+    assert exact.sum() == pytest.approx(1.0, abs=1e-6)
+    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("ref", date(2025, 12, 23)))
+    tolerance = 4 * np.sqrt(exact * (1 - exact) / SAMPLES) + 1e-4
+    assert np.all(np.abs(sampled - exact) <= tolerance), (sampled, exact)
+
+
+def test_reference_integration_handles_concentrated_posteriors():
+    # Two arms with ~1e6 impressions each: the mass sits in a sliver of [0, 1].
+    alpha, beta = posterior([1_000_000, 1_000_000], [50_000, 50_400], Prior())
+    exact = exact_prob_best(alpha, beta)
+    assert exact.sum() == pytest.approx(1.0, abs=1e-6)
+    assert exact[1] > 0.9
+
+
+def test_readme_example_gives_about_97_percent_to_variant():
+    alpha, beta = posterior([1000, 1000], [50, 70], Prior())
+    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("ctr_test", date(2025, 12, 23)))
+    assert round_to_hundred(sampled)[1] == pytest.approx(97.0, abs=1.0)
+
+
+def test_same_seed_gives_identical_probabilities():
+    alpha, beta = posterior([500, 500, 500], [20, 25, 30], Prior())
+    seed = experiment_seed("exp", date(2025, 1, 2))
+    assert np.array_equal(
+        prob_best(alpha, beta, SAMPLES, seed), prob_best(alpha, beta, SAMPLES, seed)
+    )
+
+
+def test_seed_depends_on_experiment_and_date_and_fits_signed_64_bits():
+    seeds = {
+        experiment_seed("a", date(2025, 1, 1)),
+        experiment_seed("a", date(2025, 1, 2)),
+        experiment_seed("b", date(2025, 1, 1)),
+    }
+    assert len(seeds) == 3
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_posterior_adds_counts_to_the_prior():
+    alpha, beta = posterior([1000], [50], Prior(2.0, 3.0))
+    assert (alpha[0], beta[0]) == (52.0, 953.0)
+
+
+@pytest.mark.parametrize("arms", [2, 3, 7, 20, 25])
+def test_many_arms_sum_to_one(arms):
+    rng = np.random.default_rng(arms)
+    impressions = rng.integers(100, 10_000, arms)
+    clicks = (impressions * rng.uniform(0.01, 0.1, arms)).astype(int)
+    alpha, beta = posterior(impressions, clicks, Prior())
+    probabilities = prob_best(alpha, beta, SAMPLES, 7)
+    assert probabilities.shape == (arms,)
+    assert probabilities.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "probabilities",
+    [[1 / 3] * 3, [0.0304, 0.9696], [0.1234, 0.2345, 0.6421], [1.0, 0.0], [1 / 7] * 7, [0.5] * 2],
+)
+def test_percentages_sum_to_exactly_100(probabilities):
+    percentages = round_to_hundred(probabilities)
+    assert sum(round(p * 10) for p in percentages) == 1000
+    assert math.fsum(percentages) == 100.0
+    assert all(round(p, 1) == p for p in percentages)
+
+
+def test_largest_remainder_goes_to_largest_fraction():
+    assert round_to_hundred([0.12345, 0.45678, 0.41977]) == [12.3, 45.7, 42.0]
+
+
+def test_equal_split_is_deterministic():
+    assert equal_split(3) == [33.4, 33.3, 33.3]
+    assert equal_split(2) == [50.0, 50.0]
