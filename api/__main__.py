@@ -4,15 +4,11 @@ import sys
 
 import uvicorn
 
-from core.settings import SettingsError, load_settings
+from core.settings import load_settings_or_exit
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as e:
-        print(f"bad configuration: {e}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     uvicorn.run(
         "api.main:app", host=settings.server.host, port=settings.server.port, log_level="info"
     )

@@ -8,6 +8,7 @@ with a message that names the key.
 import dataclasses
 import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,3 +193,12 @@ def load_settings(env=None) -> Settings:
         }
         built[section] = cls(**checked)
     return Settings(**built)
+
+
+def load_settings_or_exit() -> Settings:
+    """For command-line entry points: a bad setting stops the process with exit status 2."""
+    try:
+        return load_settings()
+    except SettingsError as e:
+        print(f"bad configuration: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

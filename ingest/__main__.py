@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.db import database, init_database
-from core.settings import SettingsError, load_settings
+from core.settings import load_settings_or_exit
 from ingest.loader import load_file, print_report
 
 
@@ -18,15 +18,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as e:
-        print(f"bad configuration: {e}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     init_database(settings.database)
-    today = datetime.now(settings.tz).date()
+    return 1 if load_paths(args.files, datetime.now(settings.tz).date()) else 0
+
+
+def load_paths(paths: list[Path], today) -> bool:
+    """Load each file on its own (all or nothing per file); return whether any failed."""
     failed = False
-    for path in args.files:
+    for path in paths:
         if not path.is_file():
             print(f"{path}: no such file", file=sys.stderr)
             failed = True
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
             report = load_file(path, today)
         print_report(path, report)
         failed |= bool(report.errors)
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 from datetime import UTC, datetime
 
 from core.db import init_database
-from core.settings import SettingsError, load_settings
+from core.settings import load_settings_or_exit
 from scheduler.clock import run_clock
 from scheduler.job import run_job
 
@@ -17,11 +17,7 @@ def main(argv=None) -> int:
     parser.add_argument("--experiment", help="run-once: only this experiment")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load_settings()
-    except SettingsError as e:
-        print(f"bad configuration: {e}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     init_database(settings.database)
     if args.command == "clock":
         run_clock(settings)

@@ -113,3 +113,13 @@ def test_readme_configuration_table_documents_every_key_with_its_default():
         assert row, f"{section}.{key} is missing from the README's configuration table"
         assert row.group(1) in (shown, f'"{shown}"'), f"{section}.{key} default"
         assert f"BANDIT_{section}_{key}".upper() in readme
+
+
+def test_command_line_entry_points_exit_2_naming_the_bad_key(monkeypatch, capsys):
+    from scheduler.__main__ import main
+
+    monkeypatch.setenv("BANDIT_SERVER_PORT", "eighty")
+    with pytest.raises(SystemExit) as stopped:
+        main(["run-once"])
+    assert stopped.value.code == 2
+    assert "BANDIT_SERVER_PORT" in capsys.readouterr().err
