@@ -5,10 +5,16 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from core.db import init_database
+from core.db import database, init_database
+from core.models import Experiment
 from core.settings import load_settings_or_exit
 from scheduler.clock import run_clock
 from scheduler.job import run_job
+
+
+def experiment_exists(name: str) -> bool:
+    with database.connection_context():
+        return Experiment.select().where(Experiment.name == name).exists()
 
 
 def main(argv=None) -> int:
@@ -22,6 +28,9 @@ def main(argv=None) -> int:
     if args.command == "clock":
         run_clock(settings)
         return 0
+    if args.experiment and not experiment_exists(args.experiment):
+        print(f"unknown experiment {args.experiment!r}", file=sys.stderr)
+        return 1
     summary = run_job(datetime.now(UTC), settings, "manual", experiment_id=args.experiment)
     print(
         f"run {summary.run_id}: {summary.status}, {summary.experiments_processed} experiments,"

@@ -150,3 +150,13 @@ def test_healthz_reports_database_and_last_nightly_run(client, settings):
     body = client.get("/healthz").json()
     assert body["last_nightly_success"] is not None
     assert body["database"] == "ok"
+
+
+def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(database, "execute_sql", unreachable)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable: OSError"

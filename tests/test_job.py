@@ -179,3 +179,22 @@ def test_prior_and_samples_come_from_settings(db, settings):
     probabilities = [r[2] for r in allocations()]
     assert sum(probabilities) == pytest.approx(1.0)
     assert all(p * 1000 == int(p * 1000) for p in probabilities)
+
+
+def test_run_once_command_publishes_and_reports(settings, monkeypatch, capsys):
+    from core.db import database, init_database
+    from scheduler.__main__ import main
+
+    init_database(settings.database)
+    with database.connection_context():
+        load(
+            ("ctr_test", date(2025, 12, 21), "control", 100, 5),
+            ("ctr_test", date(2025, 12, 21), "v", 100, 7),
+        )
+    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
+    assert main(["run-once"]) == 0
+    assert "success, 1 experiments" in capsys.readouterr().out
+    assert main(["run-once", "--experiment", "missing"]) == 1
+    assert "unknown experiment 'missing'" in capsys.readouterr().err
+    with database.connection_context():
+        assert Run.select().where(Run.status == "success").count() == 1
