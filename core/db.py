@@ -6,11 +6,32 @@ concurrent writers queue on the busy timeout instead of failing mid-transaction 
 read lock cannot be upgraded.
 """
 
-from peewee import SqliteDatabase
+import math
+import sqlite3
+
+from peewee import SqliteDatabase, fn
 
 from core.settings import DatabaseSettings
 
 database = SqliteDatabase(None)
+
+
+def _has_math_functions() -> bool:
+    try:
+        sqlite3.connect(":memory:").execute("SELECT power(2, 3)")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+# Discounted counts use POWER in SQL; SQLite has it only when built with math functions.
+if not _has_math_functions():
+    database.register_function(math.pow, "power", 2, deterministic=True)
+
+
+def days_between(later, earlier):
+    """SQL expression: whole days from `earlier` to `later` (dates)."""
+    return fn.julianday(later) - fn.julianday(earlier)
 
 
 def pragmas(settings: DatabaseSettings) -> dict:

@@ -12,7 +12,17 @@ def create_first_schema(db) -> None:
     Counter.insert(name="serving", value=0).on_conflict_ignore().execute()
 
 
-MIGRATIONS = [create_first_schema]
+def add_policy_tables(db) -> None:
+    """Issue 3: per-experiment settings, archived variants, reasons for each split.
+
+    New tables only (no ALTER), so the step is safe whichever order it lands in.
+    """
+    from core.policy_models import POLICY_MODELS
+
+    db.create_tables(POLICY_MODELS)
+
+
+MIGRATIONS = [create_first_schema, add_policy_tables]
 
 
 def current_version(db) -> int:

@@ -52,11 +52,30 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """Allocation policy defaults; each experiment can override them (PUT .../settings).
+
+    The defaults are plain Thompson Sampling on cumulative counts.
+    """
+
+    min_allocation: float = 0.0
+    min_impressions: int = 0
+    exploration_days: int = 0
+    winner_probability: float = 0.95
+    value_remaining: float = 0.01
+    auto_rollout: bool = False
+    window_days: int = 0
+    discount: float = 1.0
+    method: str = "monte_carlo"
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -74,6 +93,27 @@ def _valid_timezone(value: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+# Shared with PUT /experiments/{id}/settings, which checks the same ranges.
+POLICY_RULES = {
+    # Per experiment the floors must also leave room: arms x min_allocation < 1.
+    "min_allocation": (lambda v: 0 <= v < 0.5, "at least 0 and below 0.5"),
+    "min_impressions": (lambda v: 0 <= v <= 10**12, "0 to 1000000000000"),
+    "exploration_days": (lambda v: 0 <= v <= 3650, "0 to 3650"),
+    "winner_probability": (lambda v: 0.5 <= v <= 1, "0.5 to 1"),
+    "value_remaining": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "window_days": (lambda v: 0 <= v <= 3650, "0 (off) to 3650"),
+    "discount": (lambda v: 0 < v <= 1, "above 0 and at most 1 (1 is off)"),
+    "method": (lambda v: v in {"monte_carlo", "exact"}, "monte_carlo or exact"),
+}
+
+
+def policy_conflict(policy) -> str | None:
+    """Why a combination of policy values is invalid, or None."""
+    if policy.window_days > 0 and policy.discount < 1:
+        return "window_days and discount cannot both be on: set window_days 0 or discount 1"
+    return None
 
 
 # Extra rules beyond the type; each maps (section, key) to (check, what a good value is).
@@ -95,6 +135,7 @@ RULES = {
     ("sampling", "prior_beta"): (lambda v: 0 < v <= 1e6, "greater than 0"),
     ("server", "port"): (lambda v: 1 <= v <= 65_535, "1 to 65535"),
     ("server", "refresh_ms"): (lambda v: 10 <= v <= 1_000, "10 to 1000"),
+    **{("policy", key): rule for key, rule in POLICY_RULES.items()},
 }
 
 
@@ -192,6 +233,9 @@ def load_settings(env=None) -> Settings:
             k: check_value(section, k, v, _field_type(section, k)) for k, v in values.items()
         }
         built[section] = cls(**checked)
+    conflict = policy_conflict(built["policy"])
+    if conflict:
+        raise SettingsError(f"policy: {conflict}")
     return Settings(**built)
 
 

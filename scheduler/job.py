@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo
 
 from core.db import database, write_transaction
 from core.models import Run, utcnow
-from core.settings import SamplingSettings, Settings
-from scheduler.aggregate import ExperimentTotals, aggregate_counts
-from scheduler.publish import ArmAllocation, ExperimentAllocation, publish_allocations
-from scheduler.thompson import Prior, experiment_seed, posterior, prob_best, round_to_hundred
+from core.settings import Settings
+from scheduler.allocate import allocate_all
+from scheduler.publish import publish_allocations
 
 log = logging.getLogger("bandit.job")
 
@@ -34,21 +33,6 @@ def next_effective_date(now: datetime, tz: ZoneInfo) -> date:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(tz).date() + timedelta(days=1)
-
-
-def allocate(totals: ExperimentTotals, effective_date: date, sampling: SamplingSettings):
-    prior = Prior(sampling.prior_alpha, sampling.prior_beta)
-    alpha, beta = posterior(
-        [a.impressions for a in totals.arms], [a.clicks for a in totals.arms], prior
-    )
-    seed = experiment_seed(totals.experiment_id, effective_date)
-    probabilities = prob_best(alpha, beta, sampling.samples, seed)
-    percentages = round_to_hundred(probabilities)
-    arms = [
-        ArmAllocation(a.variant_pk, a.variant_id, float(p), pct)
-        for a, p, pct in zip(totals.arms, probabilities, percentages, strict=True)
-    ]
-    return ExperimentAllocation(totals.experiment_pk, totals.experiment_id, seed, arms)
 
 
 def start_run(trigger: str, effective_date: date, experiment_id: str | None) -> int:
@@ -82,10 +66,7 @@ def run_job(
     with database.connection_context():
         run_id = start_run(trigger, effective_date, experiment_id)
         try:
-            results = [
-                allocate(t, effective_date, settings.sampling)
-                for t in aggregate_counts(experiment_id)
-            ]
+            results = allocate_all(effective_date, settings, experiment_id)
             publish_allocations(run_id, effective_date, results)
         except Exception as exc:
             log.exception("run %s failed", run_id)

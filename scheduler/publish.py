@@ -5,6 +5,7 @@ from datetime import date
 
 from core.db import write_transaction
 from core.models import Allocation
+from core.policy_models import AllocationReason
 from core.serving import mark_changed
 
 INSERT_BATCH = 100  # rows per INSERT; 7 columns each
@@ -24,6 +25,8 @@ class ExperimentAllocation:
     experiment_id: str
     seed: int
     arms: list[ArmAllocation]
+    reason: str = "thompson"
+    explanation: str = ""
 
 
 def allocation_rows(run_id: int, effective_date: date, results) -> list[tuple]:
@@ -67,4 +70,30 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
             )
         for start in range(0, len(rows), INSERT_BATCH):
             Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
+        publish_reasons(run_id, effective_date, results)
         mark_changed(ids)
+
+
+def publish_reasons(run_id: int, effective_date: date, results) -> None:
+    """Replace each experiment's reason for the day; call inside the publish transaction."""
+    rows = [(r.experiment_pk, effective_date, run_id, r.reason, r.explanation) for r in results]
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        (
+            AllocationReason.delete()
+            .where(
+                AllocationReason.experiment.in_([row[0] for row in chunk])
+                & (AllocationReason.effective_date == effective_date)
+            )
+            .execute()
+        )
+        AllocationReason.insert_many(
+            chunk,
+            fields=[
+                AllocationReason.experiment,
+                AllocationReason.effective_date,
+                AllocationReason.run,
+                AllocationReason.reason,
+                AllocationReason.explanation,
+            ],
+        ).execute()

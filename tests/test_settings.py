@@ -22,6 +22,12 @@ GOOD_OVERRIDES = {
     ("sampling", "samples"): "5000",
     ("server", "port"): "9000",
     ("server", "refresh_ms"): "100",
+    ("policy", "min_allocation"): "0.05",
+    ("policy", "winner_probability"): "0.99",
+    ("policy", "value_remaining"): "0.05",
+    ("policy", "auto_rollout"): "true",
+    ("policy", "discount"): "0.9",
+    ("policy", "method"): "exact",
 }
 
 

@@ -1,0 +1,53 @@
+"""From aggregated counts and each experiment's policy to the allocations the job publishes."""
+
+from datetime import date, timedelta
+
+from core.settings import Settings
+from scheduler.aggregate import ExperimentTotals, aggregate_counts
+from scheduler.policy import ArmCounts, decide
+from scheduler.policy_store import PolicyState, load_states
+from scheduler.publish import ArmAllocation, ExperimentAllocation
+from scheduler.thompson import Prior, experiment_seed, round_to_hundred
+
+
+def allocate_all(
+    effective_date: date, settings: Settings, experiment_id: str | None = None
+) -> list[ExperimentAllocation]:
+    """Every experiment's split for `effective_date`, counted as of the run's local day."""
+    as_of = effective_date - timedelta(days=1)
+    totals = aggregate_counts(experiment_id, as_of=as_of, defaults=settings.policy)
+    states = load_states([t.experiment_pk for t in totals], settings.policy)
+    results = [allocate(t, states[t.experiment_pk], effective_date, settings) for t in totals]
+    return [r for r in results if r is not None]
+
+
+def allocate(
+    totals: ExperimentTotals, state: PolicyState, effective_date: date, settings: Settings
+) -> ExperimentAllocation | None:
+    """One experiment's split; None when every arm is archived (nothing to allocate)."""
+    active = [a for a in totals.arms if a.variant_pk not in state.archived_variants]
+    if not active:
+        return None
+    first = min(a.first_date for a in totals.arms)
+    seed = experiment_seed(totals.experiment_id, effective_date)
+    split = decide(
+        [
+            ArmCounts(a.variant_id, a.counted_impressions, a.counted_clicks, a.impressions)
+            for a in active
+        ],
+        (effective_date - first).days + 1,
+        state.archived,
+        state.policy,
+        Prior(settings.sampling.prior_alpha, settings.sampling.prior_beta),
+        settings.sampling.samples,
+        seed,
+    )
+    arms = [
+        ArmAllocation(a.variant_pk, a.variant_id, float(p), pct)
+        for a, p, pct in zip(
+            active, split.probabilities, round_to_hundred(split.shares), strict=True
+        )
+    ]
+    return ExperimentAllocation(
+        totals.experiment_pk, totals.experiment_id, seed, arms, split.reason, split.explanation
+    )

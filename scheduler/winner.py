@@ -1,0 +1,45 @@
+"""Joint posterior draws, P(best) from them, and the winner rule. Pure functions.
+
+The winner rule is the "value remaining" rule of Google Analytics content experiments:
+an arm wins when P(best) >= winner_probability and the 95th percentile, over the same
+draws, of (theta_max - theta_leader) / theta_leader is below value_remaining.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WinnerCheck:
+    leader: int  # index of the arm most likely to be best
+    probability: float  # its P(best)
+    value_remaining: float  # 95th percentile of the relative gain still possible
+    declared: bool
+
+
+def posterior_draws(alpha, beta, samples: int, seed: int) -> np.ndarray:
+    """samples x arms draws; the same generator calls as thompson.prob_best, so the same
+    seed gives the same P(best) (and the README example the same split)."""
+    rng = np.random.default_rng(seed)
+    return rng.beta(alpha, beta, size=(samples, len(alpha)))
+
+
+def best_share(draws: np.ndarray) -> np.ndarray:
+    wins = np.bincount(draws.argmax(axis=1), minlength=draws.shape[1])
+    return wins / draws.shape[0]
+
+
+def value_remaining(draws: np.ndarray, leader: int) -> float:
+    lead = np.maximum(draws[:, leader], np.finfo(np.float64).tiny)
+    return float(np.percentile((draws.max(axis=1) - lead) / lead, 95))
+
+
+def check_winner(
+    draws: np.ndarray, probabilities, winner_probability: float, remaining_limit: float
+) -> WinnerCheck:
+    leader = int(np.argmax(probabilities))
+    probability = float(probabilities[leader])
+    remaining = value_remaining(draws, leader)
+    declared = probability >= winner_probability and remaining < remaining_limit
+    return WinnerCheck(leader, probability, remaining, declared)
