@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
+from api.policy_routes import router as policy_router
 from api.routes import router
 from core.db import init_database
 from core.settings import Settings, load_settings
@@ -37,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = AllocationCache()
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(policy_router)
     return app

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from peewee import JOIN, fn
 
+from api.reasons import NOT_COMPUTED_REASON, latest_reasons, reason_fields
 from core.db import database, read_transaction
 from core.models import Allocation, Experiment, Run, Variant
 from scheduler.thompson import equal_split
@@ -24,7 +25,7 @@ def dumps(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def computed_body(name: str, rows: list) -> bytes:
+def computed_body(name: str, rows: list, reason=None) -> bytes:
     first = rows[0]
     return dumps(
         {
@@ -43,6 +44,7 @@ def computed_body(name: str, rows: list) -> bytes:
             if first.run.finished_at
             else first.created_at.isoformat() + "Z",
             "run_id": first.run_id,
+            **reason_fields(reason),
         }
     )
 
@@ -59,6 +61,7 @@ def placeholder_body(name: str, variants: list[str]) -> bytes:
             ],
             "computed_at": None,
             "run_id": None,
+            **NOT_COMPUTED_REASON,
         }
     )
 
@@ -132,9 +135,10 @@ class AllocationCache:
         ids = [exp_id for exp_id, _, _ in changed]
         allocations = latest_allocations(ids)
         names = variant_names(ids)
+        reasons = latest_reasons(ids)
         for exp_id, name, _ in changed:
             if allocations.get(exp_id):
-                self.bodies[name] = computed_body(name, allocations[exp_id])
+                self.bodies[name] = computed_body(name, allocations[exp_id], reasons.get(exp_id))
             elif names.get(exp_id):
                 self.bodies[name] = placeholder_body(name, names[exp_id])
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from api import experiments
+from api.policy_routes import allocation_history_response
 from api.schemas import (
     AllocationOut,
     ErrorOut,
@@ -60,9 +61,14 @@ def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     "/allocation", response_model=AllocationOut, responses=NOT_FOUND | INVALID, tags=["read"]
 )
 async def get_allocation(
-    request: Request, experiment_id: str = Query(examples=["ctr_test"])
+    request: Request,
+    experiment_id: str = Query(examples=["ctr_test"]),
+    date: str | None = Query(None, description="YYYY-MM-DD: the split in force that day"),
 ) -> Response:
-    """The precomputed split for the next day, served from memory (no database query)."""
+    """The precomputed split for the next day, served from memory (no database query).
+    With `date`: the split that was in force that day, read from the database."""
+    if date is not None:
+        return await allocation_history_response(experiment_id, date)
     body = request.app.state.cache.get(experiment_id)
     if body is None:
         raise unknown(experiment_id)

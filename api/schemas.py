@@ -4,7 +4,15 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from api.policy_schemas import (
+    REASON_HELP,
+    PolicyOut,
+    SampleRatioOut,
+    ValueDeliveredOut,
+    WinnerOut,
+)
 from ingest.validation import Identifier
+from scheduler.policy import THOMPSON_TEXT
 
 
 class ErrorOut(BaseModel):
@@ -25,6 +33,8 @@ class AllocationOut(BaseModel):
     allocations: list[AllocationItem]
     computed_at: dt.datetime | None = None
     run_id: int | None = None
+    reason: str = Field(description=REASON_HELP)
+    explanation: str = Field(description="the reason as a sentence")
 
     model_config = {
         "json_schema_extra": {
@@ -39,6 +49,8 @@ class AllocationOut(BaseModel):
                     ],
                     "computed_at": "2025-12-22T23:50:01Z",
                     "run_id": 1,
+                    "reason": "thompson",
+                    "explanation": THOMPSON_TEXT,
                 }
             ]
         }
@@ -76,12 +88,15 @@ class VariantStats(BaseModel):
     clicks: int
     posterior_mean: float
     credible_interval_95: tuple[float, float]
-    probability_best: float
+    probability_best: float | None = Field(description="among active arms; null if archived")
+    archived: bool
 
 
 class LatestAllocation(BaseModel):
     date: dt.date
     run_id: int
+    reason: str = Field(description=REASON_HELP)
+    explanation: str
     allocations: list[AllocationItem]
 
 
@@ -95,8 +110,13 @@ class ExperimentSummary(BaseModel):
 class ExperimentDetail(BaseModel):
     experiment_id: str
     created_at: dt.datetime
+    archived: bool
     variants: list[VariantStats]
     latest_allocation: LatestAllocation | None
+    winner: WinnerOut
+    sample_ratio: SampleRatioOut
+    value_delivered: ValueDeliveredOut
+    settings: PolicyOut
 
 
 class HealthOut(BaseModel):
