@@ -35,7 +35,7 @@ def allocate(
             ArmCounts(a.variant_id, a.counted_impressions, a.counted_clicks, a.impressions)
             for a in active
         ],
-        (effective_date - first).days + 1,
+        day_number(effective_date, first),
         state.archived,
         state.policy,
         Prior(settings.sampling.prior_alpha, settings.sampling.prior_beta),
@@ -51,3 +51,8 @@ def allocate(
     return ExperimentAllocation(
         totals.experiment_pk, totals.experiment_id, seed, arms, split.reason, split.explanation
     )
+
+
+def day_number(effective_date: date, first_date: date) -> int:
+    """1 on the experiment's first day of data; never below 1 (data dated ahead of a run)."""
+    return max(1, (effective_date - first_date).days + 1)

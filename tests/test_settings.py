@@ -129,3 +129,17 @@ def test_command_line_entry_points_exit_2_naming_the_bad_key(monkeypatch, capsys
         main(["run-once"])
     assert stopped.value.code == 2
     assert "BANDIT_SERVER_PORT" in capsys.readouterr().err
+
+
+def test_window_and_discount_together_fail_at_start():
+    with pytest.raises(SettingsError, match="window_days and discount"):
+        load_settings({"BANDIT_POLICY_WINDOW_DAYS": "7", "BANDIT_POLICY_DISCOUNT": "0.9"})
+
+
+@pytest.mark.parametrize(
+    "name,raw", [("BANDIT_POLICY_MIN_ALLOCATION", "0.5"), ("BANDIT_POLICY_METHOD", "guess")]
+)
+def test_bad_policy_defaults_fail_naming_the_key(name, raw):
+    key = name.removeprefix("BANDIT_POLICY_").lower()
+    with pytest.raises(SettingsError, match=f"policy.{key}"):
+        load_settings({name: raw})

@@ -1,0 +1,48 @@
+"""method = "exact": P(best) by integration agrees with Monte Carlo and the fine reference."""
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from scheduler.exact import exact_prob_best
+from scheduler.thompson import Prior, experiment_seed, posterior, prob_best
+from tests.test_thompson import exact_prob_best as reference_prob_best
+
+SAMPLES = 10_000
+CASES = {
+    "2 arms": ([1000, 1000], [50, 70]),
+    "3 arms": ([200, 1500, 800], [10, 90, 45]),
+    "5 arms, one concentrated": ([1_000_000, 400, 5000, 20, 3000], [30_000, 13, 160, 1, 95]),
+    "10 arms, near ties": (
+        [5000, 5200, 4800, 5100, 5000, 4900, 5300, 5000, 5050, 4950],
+        [250, 265, 240, 262, 255, 244, 270, 251, 258, 247],
+    ),
+}
+
+
+@pytest.mark.parametrize("impressions,clicks", CASES.values(), ids=CASES.keys())
+def test_monte_carlo_is_within_four_standard_errors_of_exact(impressions, clicks):
+    alpha, beta = posterior(impressions, clicks, Prior())
+    exact = exact_prob_best(alpha, beta)
+    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("exact", date(2025, 12, 23)))
+    tolerance = 4 * np.sqrt(exact * (1 - exact) / SAMPLES) + 1e-4
+    assert np.all(np.abs(sampled - exact) <= tolerance), (sampled, exact)
+
+
+@pytest.mark.parametrize("impressions,clicks", CASES.values(), ids=CASES.keys())
+def test_exact_matches_a_fine_reference_integration(impressions, clicks):
+    alpha, beta = posterior(impressions, clicks, Prior())
+    assert exact_prob_best(alpha, beta) == pytest.approx(reference_prob_best(alpha, beta), abs=1e-4)
+
+
+def test_exact_sums_to_one_and_is_symmetric_for_identical_arms():
+    alpha, beta = posterior([500] * 4, [25] * 4, Prior())
+    assert exact_prob_best(alpha, beta) == pytest.approx([0.25] * 4, abs=1e-6)
+
+
+def test_exact_handles_a_posterior_concentrated_by_a_million_impressions():
+    alpha, beta = posterior([1_000_000, 1_000_000], [50_000, 50_400], Prior())
+    result = exact_prob_best(alpha, beta)
+    assert result == pytest.approx(reference_prob_best(alpha, beta), abs=1e-4)
+    assert result[1] > 0.9

@@ -1,0 +1,121 @@
+"""The nightly job with policies: weighted counts in the SQL aggregation, migrations."""
+
+import dataclasses
+import sqlite3
+from datetime import date
+
+import pytest
+
+from core.db import database, init_database
+from core.migrations import MIGRATIONS
+from core.models import Experiment, SchemaVersion
+from core.policy_models import AllocationReason
+from ingest.metrics import MetricRow, store_rows
+from scheduler.aggregate import aggregate_counts
+from scheduler.allocate import day_number
+from scheduler.job import run_job
+from scheduler.policy_store import save_overrides
+from tests.conftest import utc
+
+AS_OF = date(2025, 12, 22)
+
+
+def load(*rows):
+    store_rows([MetricRow(*row) for row in rows])
+
+
+def counted(experiment="e1", defaults=None):
+    totals = aggregate_counts(experiment, as_of=AS_OF, defaults=defaults)
+    return [(a.variant_id, a.counted_impressions, a.counted_clicks) for a in totals[0].arms]
+
+
+def with_policy(settings, **changes):
+    return dataclasses.replace(settings, policy=dataclasses.replace(settings.policy, **changes))
+
+
+def three_days():
+    load(
+        ("e1", date(2025, 12, 10), "a", 1000, 100),
+        ("e1", date(2025, 12, 21), "a", 100, 10),
+        ("e1", date(2025, 12, 22), "a", 10, 1),
+    )
+
+
+def test_without_window_or_discount_every_day_counts_fully(db, settings):
+    three_days()
+    assert counted(defaults=settings.policy) == [("a", 1110.0, 111.0)]
+
+
+def test_window_excludes_days_older_than_n(db, settings):
+    three_days()
+    assert counted(defaults=with_policy(settings, window_days=2).policy) == [("a", 110.0, 11.0)]
+
+
+def test_discount_weights_each_day_by_its_age(db, settings):
+    three_days()
+    [(_, impressions, clicks)] = counted(defaults=with_policy(settings, discount=0.5).policy)
+    assert impressions == pytest.approx(10 + 100 * 0.5 + 1000 * 0.5**12)
+    assert clicks == pytest.approx(1 + 10 * 0.5 + 100 * 0.5**12)
+
+
+def test_per_experiment_window_overrides_the_default_in_the_same_query(db, settings):
+    three_days()
+    load(("e2", date(2025, 12, 10), "x", 1000, 100), ("e2", date(2025, 12, 22), "x", 10, 1))
+    save_overrides(Experiment.get(Experiment.name == "e2").id, {"window_days": 1})
+    totals = {t.experiment_id: t.arms[0] for t in aggregate_counts(as_of=AS_OF)}
+    assert totals["e1"].counted_impressions == 1110.0
+    assert totals["e2"].counted_impressions == 10.0
+    assert totals["e2"].impressions == 1010  # the raw total is still every day
+
+
+def test_first_date_is_the_experiments_first_day_of_data(db):
+    three_days()
+    assert aggregate_counts("e1", as_of=AS_OF)[0].arms[0].first_date == date(2025, 12, 10)
+
+
+def test_weighted_aggregation_is_still_one_query(db, monkeypatch):
+    load(*[(f"e{i}", date(2025, 12, 21), v, 100, 5) for i in range(10) for v in "ab"])
+    executed = []
+    original = db.execute_sql
+    monkeypatch.setattr(
+        db, "execute_sql", lambda sql, *a, **k: executed.append(sql) or original(sql, *a, **k)
+    )
+    assert len(aggregate_counts(as_of=AS_OF)) == 10
+    assert len(executed) == 1 and "GROUP BY" in executed[0]
+
+
+def test_window_changes_the_split_when_rates_drift(db, settings):
+    # The variant was far better long ago; in the last week the control is better.
+    load(
+        ("e1", date(2025, 11, 1), "control", 10_000, 300),
+        ("e1", date(2025, 11, 1), "variant", 10_000, 900),
+        ("e1", date(2025, 12, 20), "control", 5_000, 400),
+        ("e1", date(2025, 12, 20), "variant", 5_000, 250),
+    )
+    run_job(utc(2025, 12, 22, 23, 50), with_policy(settings, window_days=7))
+    reason = AllocationReason.get()
+    assert reason.reason == "thompson" and "last 7 days" in reason.explanation
+    from core.models import Allocation
+
+    control = Allocation.select().order_by(Allocation.variant).first()
+    assert control.percentage > 99
+
+
+def test_day_number_counts_from_the_first_day_of_data():
+    assert day_number(date(2025, 12, 23), date(2025, 12, 22)) == 2
+    assert day_number(date(2025, 12, 21), date(2025, 12, 22)) == 1
+
+
+def test_policy_migration_upgrades_a_version_1_database(tmp_path, settings):
+    path = tmp_path / "old.db"
+    database.init(str(path))
+    with database.connection_context():
+        MIGRATIONS[0](database)
+        SchemaVersion.insert(version=1).execute()  # a database as the first release left it
+    database.close()
+    init_database(dataclasses.replace(settings.database, path=str(path)))
+    database.close()
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert {"experiment_policy", "archived_variant", "allocation_reason"} <= tables
+    versions = sqlite3.connect(path).execute("SELECT max(version) FROM schema_version").fetchone()
+    assert versions[0] == len(MIGRATIONS)
