@@ -166,14 +166,9 @@ def parse_day(text: str) -> date:
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
+        problem = f"expected a real calendar date written YYYY-MM-DD, got {text!r}"
         raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "date"),
-                    "msg": f"expected YYYY-MM-DD, got {text!r}",
-                    "type": "value_error",
-                }
-            ]
+            [{"loc": ("query", "date"), "msg": problem, "type": "value_error"}]
         ) from None
 
 
