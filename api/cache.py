@@ -15,6 +15,7 @@ from peewee import JOIN, fn
 from api.reasons import NOT_COMPUTED_REASON, latest_reasons, reason_fields
 from core.db import database, read_transaction
 from core.models import Allocation, Experiment, Run, Variant
+from core.policy_models import ArchivedVariant
 from scheduler.thompson import equal_split
 
 log = logging.getLogger("bandit.cache")
@@ -98,6 +99,7 @@ def variant_names(experiment_ids: list[int]) -> dict[int, list[str]]:
     rows = (
         Variant.select(Variant.experiment, Variant.name)
         .where(Variant.experiment.in_(experiment_ids))
+        .where(Variant.id.not_in(ArchivedVariant.select(ArchivedVariant.variant)))
         .order_by(Variant.experiment, Variant.id)
         .tuples()
     )

@@ -132,6 +132,7 @@ def archive_variant(request: Request, experiment_id: str, variant_id: str) -> di
                 "variant_id", "the last active arm cannot be archived; archive the experiment"
             )
         set_variant_archived(variant, True)
+        request.app.state.cache.refresh()
         return settings_body(experiment, request)
 
 
@@ -150,6 +151,7 @@ def unarchive_variant(request: Request, experiment_id: str, variant_id: str) -> 
             if problem:
                 raise invalid("variant_id", f"min_allocation {problem}")
         set_variant_archived(variant, False)
+        request.app.state.cache.refresh()
         return settings_body(experiment, request)
 
 

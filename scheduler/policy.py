@@ -98,7 +98,7 @@ def choose_rule(arms, day, archived, policy, probabilities, winner) -> tuple:
     if policy.auto_rollout and winner.declared:
         shares = with_floor(one_hot(k, winner.leader), floor)
         return "winner_rollout", shares, rollout_text(arms, winner, policy)
-    if floor > 0:
+    if floor > 0 and k > 1:  # one arm gets everything whatever the floor
         return "floor_applied", with_floor(probabilities, floor), floor_text(k, floor)
     return "thompson", np.asarray(probabilities), THOMPSON_TEXT
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from core.db import write_transaction
 from core.models import Variant, utcnow
 from core.policy_models import POLICY_KEYS, ArchivedVariant, ExperimentPolicy
+from core.serving import mark_changed
 from core.settings import PolicySettings
 
 
@@ -89,3 +90,5 @@ def set_variant_archived(variant: Variant, archived: bool) -> None:
             )
         else:
             ArchivedVariant.delete().where(ArchivedVariant.variant == variant.id).execute()
+        # The equal split served before the first run lists only active arms.
+        mark_changed([variant.experiment_id])

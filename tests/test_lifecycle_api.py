@@ -240,3 +240,12 @@ def test_settings_rows_are_stored_once_per_experiment(client):
     client.post("/experiments/ctr_test/archive")
     with database.connection_context():
         assert ExperimentPolicy.select().count() == 1
+
+
+def test_equal_split_before_the_first_run_leaves_out_archived_arms(client):
+    setup_contract(client)
+    client.post("/experiments/ctr_test/variants/control/archive")
+    body = client.get("/allocation", params={"experiment_id": "ctr_test"}).json()
+    assert body["allocations"] == [
+        {"variant_id": "variant", "percentage": 100.0, "probability": None}
+    ]

@@ -140,3 +140,8 @@ def test_exact_method_is_used_for_the_split():
     split = run(README_ARMS, method="exact")
     assert split.probabilities.sum() == pytest.approx(1.0)
     assert split.probabilities[1] == pytest.approx(0.9696, abs=0.003)
+
+
+def test_a_single_active_arm_gets_everything_as_plain_thompson():
+    split = run(README_ARMS[:1], min_allocation=0.1)
+    assert (split.reason, list(split.shares)) == ("thompson", [1.0])
