@@ -1,16 +1,20 @@
-"""The FastAPI application: settings, database, allocation cache and routes."""
+"""The FastAPI application: settings, database, allocation cache, access control and routes."""
 
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth import AccessPolicy, RequireApiKey
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
+from api.limits import LimitBodySize
+from api.openapi import install_openapi
 from api.policy_routes import router as policy_router
-from api.routes import router
+from api.routes import NO_KEYS_WARNING, router
 from core.db import init_database
-from core.settings import Settings, load_settings
+from core.secrets import ApiKeys, load_api_keys
+from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
 
 log = logging.getLogger("bandit.api")
 
@@ -18,6 +22,8 @@ log = logging.getLogger("bandit.api")
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
+    if not app.state.access.enabled:
+        log.warning(NO_KEYS_WARNING)
     init_database(settings.database)
     app.state.cache.refresh()
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
@@ -27,7 +33,14 @@ async def lifespan(app: FastAPI):
     refresher.stop()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:
+    if settings.auth.require_key_for_reads and not keys:
+        raise SettingsError(f"auth.require_key_for_reads is true but {API_KEYS_VARIABLE} is empty")
+    return AccessPolicy(keys, settings.auth.require_key_for_reads)
+
+
+def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None) -> FastAPI:
+    """The app; keys come from the environment unless given (tests pass them)."""
     app = FastAPI(
         title="bandit-api",
         version="1.0.0",
@@ -35,8 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Thompson Sampling traffic splits, computed nightly, served from memory.",
     )
     app.state.settings = settings or load_settings()
+    app.state.access = access_policy(
+        app.state.settings, load_api_keys() if api_keys is None else api_keys
+    )
     app.state.cache = AllocationCache()
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(policy_router)
+    # Added last = runs first: a request without a key is refused before its body is read.
+    app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
+    app.add_middleware(RequireApiKey, policy=app.state.access)
+    install_openapi(app)
     return app

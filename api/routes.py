@@ -20,6 +20,7 @@ from api.schemas import (
 )
 from core.db import database
 from core.models import Experiment, Run
+from core.settings import API_KEYS_VARIABLE
 from ingest.metrics import rows_of, store_rows
 from ingest.validation import DailyMetrics, date_problem
 from scheduler.job import run_job
@@ -27,6 +28,7 @@ from scheduler.job import run_job
 router = APIRouter()
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown experiment"}}
 INVALID = {422: {"model": ErrorOut, "description": "the message names the bad field"}}
+NO_KEYS_WARNING = f"{API_KEYS_VARIABLE} is not set: anyone who can reach this server can write"
 
 
 def today(request: Request):
@@ -134,9 +136,12 @@ def healthz(request: Request, response: Response) -> HealthOut:
     except Exception as exc:  # any database failure is what this endpoint reports
         status, db_state, last = "error", f"unreachable: {type(exc).__name__}", None
         response.status_code = 503
+    access = request.app.state.access
     return HealthOut(
         status=status,
         database=db_state,
         last_nightly_success=last.replace(tzinfo=UTC) if last else None,
         experiments_cached=len(request.app.state.cache.bodies),
+        auth=access.describe(),
+        warnings=[] if access.enabled else [NO_KEYS_WARNING],
     )

@@ -124,3 +124,7 @@ class HealthOut(BaseModel):
     database: str
     last_nightly_success: dt.datetime | None
     experiments_cached: int
+    auth: str = Field(
+        description="off (no BANDIT_AUTH_API_KEYS), writes, or reads_and_writes: what needs a key"
+    )
+    warnings: list[str] = Field(description="configuration an operator should fix")

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
+API_KEYS_VARIABLE = "BANDIT_AUTH_API_KEYS"
 
 
 class SettingsError(ValueError):
@@ -35,6 +36,7 @@ class ScheduleSettings:
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
     catch_up: bool = True
+    lease_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,12 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     refresh_ms: int = 250
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    require_key_for_reads: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Settings:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -130,12 +139,14 @@ RULES = {
     ),
     ("schedule", "timezone"): (_valid_timezone, "an IANA time zone such as Europe/Berlin"),
     ("schedule", "misfire_grace_seconds"): (lambda v: 1 <= v <= 86_400, "1 to 86400"),
+    ("schedule", "lease_seconds"): (lambda v: 2 <= v <= 3_600, "2 to 3600"),
     ("sampling", "samples"): (lambda v: 100 <= v <= 1_000_000, "100 to 1000000"),
     ("sampling", "prior_alpha"): (lambda v: 0 < v <= 1e6, "greater than 0"),
     ("sampling", "prior_beta"): (lambda v: 0 < v <= 1e6, "greater than 0"),
     ("server", "port"): (lambda v: 1 <= v <= 65_535, "1 to 65535"),
     ("server", "refresh_ms"): (lambda v: 10 <= v <= 1_000, "10 to 1000"),
     **{("policy", key): rule for key, rule in POLICY_RULES.items()},
+    ("server", "max_body_bytes"): (lambda v: 1_024 <= v <= 64 * 2**20, "1024 to 67108864"),
 }
 
 
@@ -195,16 +206,25 @@ def check_known(data: dict, origin: str) -> None:
             raise SettingsError(f"{origin}: unknown section [{section}]")
         known = {f.name for f in dataclasses.fields(sections[section])}
         for key in values:
+            if (section, key) == ("auth", "api_keys"):
+                raise SettingsError(f"{origin}: auth.api_keys {SECRET_NOT_IN_FILE}")
             if key not in known:
                 raise SettingsError(f"{origin}: unknown key {section}.{key}")
+
+
+SECRET_NOT_IN_FILE = "is a secret: it is read only from BANDIT_AUTH_API_KEYS, never from a file"
+
+
+def is_reserved(name: str) -> bool:
+    """Environment names that are not settings: the config path, secrets, test hooks."""
+    return name in {"BANDIT_CONFIG", API_KEYS_VARIABLE} or name.startswith("BANDIT_TEST_")
 
 
 def env_overrides(env) -> dict:
     overrides: dict[str, dict] = {}
     known = {f"BANDIT_{s}_{k}".upper(): (s, k) for s, k, _ in all_keys()}
-    reserved = {"BANDIT_CONFIG"} | {n for n in env if n.startswith("BANDIT_AUTH_")}
     for name, raw in env.items():
-        if not name.startswith("BANDIT_") or name in reserved:
+        if not name.startswith("BANDIT_") or is_reserved(name):
             continue
         if name not in known:
             raise SettingsError(f"unknown setting in environment: {name}")

@@ -28,6 +28,8 @@ GOOD_OVERRIDES = {
     ("policy", "auto_rollout"): "true",
     ("policy", "discount"): "0.9",
     ("policy", "method"): "exact",
+    ("server", "max_body_bytes"): "2048",
+    ("auth", "require_key_for_reads"): "true",
 }
 
 
@@ -143,3 +145,28 @@ def test_bad_policy_defaults_fail_naming_the_key(name, raw):
     key = name.removeprefix("BANDIT_POLICY_").lower()
     with pytest.raises(SettingsError, match=f"policy.{key}"):
         load_settings({name: raw})
+
+
+def test_auth_settings_come_from_the_environment_but_keys_are_not_settings():
+    settings = load_settings(
+        {"BANDIT_AUTH_REQUIRE_KEY_FOR_READS": "true", "BANDIT_AUTH_API_KEYS": "k1,k2"}
+    )
+    assert settings.auth.require_key_for_reads is True
+    assert "k1" not in repr(settings)
+
+
+def test_api_keys_in_a_config_file_are_refused(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text('[auth]\napi_keys = "hunter2"\n')
+    with pytest.raises(SettingsError, match="BANDIT_AUTH_API_KEYS") as error:
+        load_settings({"BANDIT_CONFIG": str(path)})
+    assert "hunter2" not in str(error.value)
+
+
+def test_a_misspelt_auth_variable_fails_naming_it():
+    with pytest.raises(SettingsError, match="BANDIT_AUTH_API_KEY"):
+        load_settings({"BANDIT_AUTH_API_KEY": "k1"})
+
+
+def test_test_hook_variables_are_not_settings():
+    assert load_settings({"BANDIT_TEST_PAUSE_PUBLISH": "1"}).sampling.samples == 10_000

@@ -1,0 +1,59 @@
+"""API keys: read only from the environment, never from a file, never printed.
+
+Keys are kept as SHA-256 digests, so a wrong key of any length costs the same comparison
+(hmac.compare_digest on equal-length digests) and no key text sits in an object that a
+log line or a traceback could show.
+"""
+
+import hashlib
+import hmac
+import os
+import re
+
+from core.settings import API_KEYS_VARIABLE, SettingsError
+
+# What a bearer token may contain (RFC 6750 b64token): a key outside it could never be sent.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+class ApiKeys:
+    """The configured keys. Empty means access control is off."""
+
+    def __init__(self, keys=()):
+        self._digests = tuple(digest(k.encode()) for k in keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __repr__(self) -> str:
+        return f"ApiKeys({len(self)} keys)"
+
+    def matches(self, candidate: bytes) -> bool:
+        """Whether candidate is one of the keys, in time that does not depend on which."""
+        wanted = digest(candidate)
+        # Compare with every key (no early exit) so timing does not tell which one matched.
+        return any([hmac.compare_digest(wanted, d) for d in self._digests])
+
+
+def parse_api_keys(raw: str) -> ApiKeys:
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for position, key in enumerate(keys, start=1):
+        if not KEY_PATTERN.fullmatch(key):
+            # Never echo the key itself: name only its position.
+            raise SettingsError(
+                f"{API_KEYS_VARIABLE}: key {position} has a character outside A-Z a-z 0-9 - . _"
+                " ~ + / (and trailing =), so no client could send it as a bearer token"
+            )
+    return ApiKeys(keys)
+
+
+def load_api_keys(env=None) -> ApiKeys:
+    env = os.environ if env is None else env
+    return parse_api_keys(env.get(API_KEYS_VARIABLE, ""))

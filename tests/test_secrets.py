@@ -1,0 +1,38 @@
+"""API keys: parsed from the environment, compared by digest, never shown."""
+
+import pytest
+
+from core.secrets import ApiKeys, load_api_keys, parse_api_keys
+from core.settings import SettingsError
+
+
+def test_keys_are_comma_separated_and_trimmed():
+    keys = parse_api_keys(" alpha-1 , beta_2,, ")
+    assert len(keys) == 2
+    assert keys.matches(b"alpha-1")
+    assert keys.matches(b"beta_2")
+
+
+def test_a_wrong_key_or_a_prefix_does_not_match():
+    keys = parse_api_keys("alpha-1")
+    assert not keys.matches(b"alpha-")
+    assert not keys.matches(b"alpha-12")
+    assert not keys.matches(b"")
+
+
+def test_no_variable_means_no_keys():
+    assert not load_api_keys({})
+    assert not load_api_keys({"BANDIT_AUTH_API_KEYS": " , "})
+
+
+def test_keys_are_never_in_repr():
+    keys = ApiKeys(["s3cret-value"])
+    assert "s3cret" not in repr(keys)
+    assert "s3cret" not in str(vars(keys))
+
+
+@pytest.mark.parametrize("raw", ["has space", 'quote"d', "semi;colon", "ünïcode"])
+def test_a_key_no_client_could_send_fails_without_echoing_it(raw):
+    with pytest.raises(SettingsError, match="key 2") as error:
+        parse_api_keys(f"good,{raw}")
+    assert raw not in str(error.value)
