@@ -3,8 +3,11 @@
 After the first release the schema changes only by appending a step here.
 """
 
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as apply_operations
+
 from core.db import write_transaction
-from core.models import ALL_MODELS, Counter, SchemaVersion
+from core.models import ALL_MODELS, Counter, Run, SchemaVersion
 
 
 def create_first_schema(db) -> None:
@@ -22,7 +25,27 @@ def add_policy_tables(db) -> None:
     db.create_tables(POLICY_MODELS)
 
 
-MIGRATIONS = [create_first_schema, add_policy_tables]
+def add_run_lease(db) -> None:
+    """Run rows become leases: the scheduled time they are for, a lease, its holder.
+
+    Step 1 creates tables from the current models, so on a fresh database these columns
+    already exist; add only what is missing.
+    """
+    table = Run._meta.table_name
+    present = {c.name for c in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db)
+    operations = [
+        migrator.add_column(table, name, Run._meta.fields[name])
+        for name in ("scheduled_for", "lease_until", "holder")
+        if name not in present
+    ]
+    apply_operations(*operations)
+    indexes = {i.name for i in db.get_indexes(table)}
+    if "run_scheduled_for" not in indexes:
+        apply_operations(migrator.add_index(table, ("scheduled_for",)))
+
+
+MIGRATIONS = [create_first_schema, add_policy_tables, add_run_lease]
 
 
 def current_version(db) -> int:

@@ -71,9 +71,14 @@ class Run(BaseModel):
     experiment_filter = CharField(null=True)
     started_at = DateTimeField(default=utcnow)
     finished_at = DateTimeField(null=True)
-    status = CharField(default="running")  # running, success, failed
+    status = CharField(default="running")  # running, success, failed, cancelled
     experiments_processed = IntegerField(default=0)
     error = TextField(null=True)
+    # Added by migration 2. The row is also the run's lease: a live process renews
+    # lease_until; a 'running' row whose lease ran out belongs to a process that died.
+    scheduled_for = DateTimeField(null=True, index=True)  # the nightly fire time it is for
+    lease_until = DateTimeField(null=True)
+    holder = CharField(null=True)  # host:pid of the process running it
 
 
 class Allocation(BaseModel):

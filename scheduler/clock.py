@@ -1,11 +1,20 @@
-"""The clock process: fires the nightly job on a cron schedule, and catches up on start."""
+"""The clock process: fires the nightly job on a cron schedule, and catches up on start.
+
+SIGTERM or SIGINT only sets an event. A run in progress sees it before its next
+experiment and ends 'cancelled' without publishing (a publish already under way
+finishes: it is one short transaction); the main thread, which waits on the event, then
+shuts the scheduler down and waits for that run to record its outcome. The handler does
+nothing else, so a signal is safe wherever it lands, including during the catch-up run
+on start, before the scheduler is running.
+"""
 
 import logging
 import signal
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from core.db import database
@@ -52,29 +61,40 @@ def last_scheduled_success() -> datetime | None:
     return run.started_at.replace(tzinfo=UTC) if run else None
 
 
-def nightly(settings: Settings) -> None:
+def run_scheduled(settings: Settings, trigger: str, fire: datetime, now: datetime, stop=None):
+    """Run the job for one scheduled time, unless another process holds or did that time."""
+    return run_job(
+        now,
+        settings,
+        trigger,
+        effective_date=effective_date_for(fire, settings.tz),
+        scheduled_for=fire,
+        should_stop=stop.is_set if stop is not None else None,
+    )
+
+
+def nightly(settings: Settings, stop: threading.Event | None = None) -> None:
     now = datetime.now(UTC)
     fire = last_fire_time(now, *settings.run_hour_minute, settings.tz)
-    run_job(now, settings, "nightly", effective_date=effective_date_for(fire, settings.tz))
+    run_scheduled(settings, "nightly", fire, now, stop)
 
 
-def catch_up(settings: Settings, now: datetime) -> bool:
-    """Run the missed scheduled job, if any; return whether one ran."""
+def catch_up(settings: Settings, now: datetime, stop: threading.Event | None = None) -> bool:
+    """Run the missed scheduled job, if any; return whether this process ran it."""
     fire = missed_run(last_scheduled_success(), now, *settings.run_hour_minute, settings.tz)
     if fire is None:
         return False
     log.warning("the run due at %s was missed; running it now", fire.isoformat())
-    run_job(now, settings, "catch_up", effective_date=effective_date_for(fire, settings.tz))
-    return True
+    return run_scheduled(settings, "catch_up", fire, now, stop) is not None
 
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
+def build_scheduler(settings: Settings, stop: threading.Event | None = None) -> BackgroundScheduler:
     hour, minute = settings.run_hour_minute
-    scheduler = BlockingScheduler(timezone=settings.tz)
+    scheduler = BackgroundScheduler(timezone=settings.tz)
     scheduler.add_job(
         nightly,
         CronTrigger(hour=hour, minute=minute, timezone=settings.tz),
-        args=[settings],
+        args=[settings, stop],
         id="nightly",
         replace_existing=True,
         # A run delayed by a busy or paused process should still happen, once.
@@ -85,15 +105,28 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
     return scheduler
 
 
-def run_clock(settings: Settings) -> None:
+def stop_on_signals(stop: threading.Event) -> None:
+    def handle(signum, frame):
+        log.info("signal %s: stopping; a run in progress is cancelled before publishing", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_clock(settings: Settings, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    stop_on_signals(stop)
     if settings.schedule.catch_up:
-        catch_up(settings, datetime.now(UTC))
-    scheduler = build_scheduler(settings)
-
-    def stop(signum, frame):
-        log.info("signal %s: stopping the clock after the current run", signum)
-        scheduler.shutdown(wait=True)
-
-    signal.signal(signal.SIGTERM, stop)
-    log.info("clock started: nightly at %s %s", settings.schedule.time, settings.schedule.timezone)
+        catch_up(settings, datetime.now(UTC), stop)
+    if stop.is_set():
+        log.info("clock stopped during the catch-up run")
+        return
+    scheduler = build_scheduler(settings, stop)
     scheduler.start()
+    log.info("clock started: nightly at %s %s", settings.schedule.time, settings.schedule.timezone)
+    # Wake now and then rather than trusting one long wait to be interrupted by a signal.
+    while not stop.wait(1.0):
+        pass
+    scheduler.shutdown(wait=True)
+    log.info("clock stopped")

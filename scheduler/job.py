@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.db import database, write_transaction
-from core.models import Run, utcnow
+from core.db import database
 from core.settings import Settings
 from scheduler.allocate import allocate_all
 from scheduler.publish import publish_allocations
+from scheduler.runs import RunCancelled, finish_run, lease_kept, raise_if_stopped, start_run
 
 log = logging.getLogger("bandit.job")
 
@@ -35,39 +35,37 @@ def next_effective_date(now: datetime, tz: ZoneInfo) -> date:
     return now.astimezone(tz).date() + timedelta(days=1)
 
 
-def start_run(trigger: str, effective_date: date, experiment_id: str | None) -> int:
-    with write_transaction():
-        run = Run.create(
-            trigger=trigger, effective_date=effective_date, experiment_filter=experiment_id
-        )
-    return run.id
-
-
-def finish_run(run_id: int, status: str, processed: int, error: str | None = None) -> None:
-    with write_transaction():
-        (
-            Run.update(
-                status=status, experiments_processed=processed, error=error, finished_at=utcnow()
-            )
-            .where(Run.id == run_id)
-            .execute()
-        )
-
-
 def run_job(
     now: datetime,
     settings: Settings,
     trigger: str = "manual",
     experiment_id: str | None = None,
     effective_date: date | None = None,
-) -> RunSummary:
-    """Compute and publish allocations for every experiment (or one); never half-publishes."""
+    scheduled_for: datetime | None = None,
+    should_stop=None,
+) -> RunSummary | None:
+    """Compute and publish allocations for every experiment (or one); never half-publishes.
+
+    A scheduled run (scheduled_for set) returns None without running when another process
+    holds or has done that scheduled time. should_stop() is asked before each experiment
+    and before publishing; once it is true the run ends 'cancelled' with nothing written.
+    """
     effective_date = effective_date or next_effective_date(now, settings.tz)
+    lease = settings.schedule.lease_seconds
     with database.connection_context():
-        run_id = start_run(trigger, effective_date, experiment_id)
+        run_id = start_run(trigger, effective_date, experiment_id, lease, scheduled_for)
+        if run_id is None:
+            log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
+            return None
         try:
-            results = allocate_all(effective_date, settings, experiment_id)
-            publish_allocations(run_id, effective_date, results)
+            with lease_kept(run_id, lease):
+                results = allocate_all(effective_date, settings, experiment_id, should_stop)
+                raise_if_stopped(should_stop)
+                publish_allocations(run_id, effective_date, results)
+        except RunCancelled as exc:
+            log.warning("run %s cancelled before publishing", run_id)
+            finish_run(run_id, "cancelled", 0, str(exc))
+            return RunSummary(run_id, trigger, effective_date, "cancelled", 0, str(exc))
         except Exception as exc:
             log.exception("run %s failed", run_id)
             finish_run(run_id, "failed", 0, f"{type(exc).__name__}: {exc}")

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import date
 
+from core import testhooks
 from core.db import write_transaction
 from core.models import Allocation
 from core.policy_models import AllocationReason
@@ -72,6 +73,7 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
             Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
         publish_reasons(run_id, effective_date, results)
         mark_changed(ids)
+        testhooks.pause("publish")
 
 
 def publish_reasons(run_id: int, effective_date: date, results) -> None:

@@ -1,0 +1,142 @@
+"""The run table is the job's log and its lock.
+
+Every run row carries a lease that its process renews while it works. A process that
+dies (SIGKILL, power cut, OOM) stops renewing; the next run that starts, anywhere, marks
+such a row failed, so a dead run never stays 'running'. A scheduled run also records the
+fire time it is for, and is started only if no live or successful run holds that time:
+two clocks on one database (a mistake, but one that happens during deploys) do the
+night's work once. The check and the insert share one write transaction, so two
+processes cannot both pass the check.
+"""
+
+import logging
+import os
+import socket
+import threading
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+
+from core.db import database, write_transaction
+from core.models import Run, utcnow
+
+log = logging.getLogger("bandit.runs")
+ABANDONED = "abandoned: its process stopped renewing the lease (killed or crashed)"
+
+
+class RunCancelled(Exception):
+    """The process was asked to stop before the run published anything."""
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def expire_abandoned_runs(now: datetime) -> int:
+    """Mark failed every running row whose lease ran out; call in a write transaction."""
+    stale = (Run.status == "running") & (Run.lease_until.is_null() | (Run.lease_until < now))
+    count = Run.update(status="failed", finished_at=now, error=ABANDONED).where(stale).execute()
+    if count:
+        log.warning("marked %d abandoned run(s) failed", count)
+    return count
+
+
+def scheduled_time_taken(scheduled_for: datetime) -> bool:
+    return (
+        Run.select()
+        .where((Run.scheduled_for == scheduled_for) & Run.status.in_(("running", "success")))
+        .exists()
+    )
+
+
+def start_run(
+    trigger: str,
+    effective_date: date,
+    experiment_id: str | None,
+    lease_seconds: int,
+    scheduled_for: datetime | None = None,
+) -> int | None:
+    """Insert a running row and return its id; None if the scheduled time is taken."""
+    now = utcnow()
+    when = naive_utc(scheduled_for) if scheduled_for else None
+    with write_transaction():
+        expire_abandoned_runs(now)
+        if when is not None and scheduled_time_taken(when):
+            return None
+        run = Run.create(
+            trigger=trigger,
+            effective_date=effective_date,
+            experiment_filter=experiment_id,
+            started_at=now,
+            scheduled_for=when,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            holder=holder_name(),
+        )
+    return run.id
+
+
+def finish_run(run_id: int, status: str, processed: int, error: str | None = None) -> None:
+    with write_transaction():
+        (
+            Run.update(
+                status=status,
+                experiments_processed=processed,
+                error=error,
+                finished_at=utcnow(),
+                lease_until=None,
+            )
+            .where(Run.id == run_id)
+            .execute()
+        )
+
+
+def renew_lease(run_id: int, lease_seconds: int) -> bool:
+    """Push the lease forward; False if the row is no longer ours to renew."""
+    with database.connection_context(), write_transaction():
+        renewed = (
+            Run.update(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            .where((Run.id == run_id) & (Run.status == "running"))
+            .execute()
+        )
+    return renewed == 1
+
+
+def renew_until(stopped: threading.Event, run_id: int, lease_seconds: int) -> None:
+    while not stopped.wait(lease_seconds / 3):
+        try:
+            if not renew_lease(run_id, lease_seconds):
+                log.warning("run %s lost its lease (marked abandoned by another process)", run_id)
+                return
+        except Exception:  # a busy database must not kill the run; the next tick retries
+            log.exception("could not renew the lease of run %s", run_id)
+
+
+@contextmanager
+def lease_kept(run_id: int, lease_seconds: int):
+    """Renew the run's lease in a background thread for as long as the block runs."""
+    stopped = threading.Event()
+    renewer = threading.Thread(
+        target=renew_until, args=(stopped, run_id, lease_seconds), name=f"lease-{run_id}"
+    )
+    renewer.daemon = True
+    renewer.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        renewer.join(timeout=lease_seconds)
+
+
+def until_stopped(items, should_stop):
+    """Yield items, raising RunCancelled before any item once should_stop() is true."""
+    for item in items:
+        raise_if_stopped(should_stop)
+        yield item
+
+
+def raise_if_stopped(should_stop) -> None:
+    if should_stop is not None and should_stop():
+        raise RunCancelled("cancelled: the process was asked to stop before publishing")

@@ -1,0 +1,146 @@
+"""The run table as log and lock: leases, abandoned runs, scheduled times, cancellation."""
+
+import signal
+import threading
+from datetime import date, datetime, timedelta
+
+import pytest
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as apply_operations
+
+from core.migrations import MIGRATIONS, add_run_lease, migrate
+from core.models import Allocation, Run, SchemaVersion, utcnow
+from scheduler import clock
+from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
+from tests.conftest import utc
+from tests.test_job import NOW, allocations, load
+
+FIRE = utc(2025, 12, 22, 23, 50)
+
+
+def seed():
+    load(
+        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
+        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
+    )
+
+
+def running_row(lease_until, scheduled_for=None):
+    return Run.create(
+        trigger="nightly",
+        effective_date=date(2025, 12, 23),
+        lease_until=lease_until,
+        scheduled_for=scheduled_for,
+    )
+
+
+def test_a_run_whose_lease_ran_out_is_marked_failed_by_the_next_run(db, settings):
+    seed()
+    dead = running_row(utcnow() - timedelta(seconds=1))
+    assert clock.run_job(NOW, settings).status == "success"
+    dead = Run.get_by_id(dead.id)
+    assert (dead.status, dead.error) == ("failed", ABANDONED)
+    assert dead.finished_at is not None
+
+
+def test_a_run_with_a_live_lease_is_left_running(db):
+    live = running_row(utcnow() + timedelta(seconds=30))
+    assert expire_abandoned_runs(utcnow()) == 0
+    assert Run.get_by_id(live.id).status == "running"
+
+
+def test_renewing_moves_the_lease_forward_only_while_running(db):
+    row = running_row(utcnow())
+    assert renew_lease(row.id, 60)
+    assert Run.get_by_id(row.id).lease_until > utcnow() + timedelta(seconds=50)
+    Run.update(status="failed").where(Run.id == row.id).execute()
+    assert not renew_lease(row.id, 60)
+
+
+def test_finished_runs_hold_no_lease(db, settings):
+    seed()
+    summary = clock.run_job(NOW, settings)
+    assert Run.get_by_id(summary.run_id).lease_until is None
+
+
+@pytest.mark.parametrize("status", ["running", "success"])
+def test_a_scheduled_time_held_or_done_is_not_started_again(db, status):
+    row = running_row(utcnow() + timedelta(seconds=30), scheduled_for=FIRE.replace(tzinfo=None))
+    Run.update(status=status).where(Run.id == row.id).execute()
+    assert start_run("nightly", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_scheduled_time_that_failed_can_be_run_again(db, status):
+    row = running_row(None, scheduled_for=FIRE.replace(tzinfo=None))
+    Run.update(status=status).where(Run.id == row.id).execute()
+    assert start_run("catch_up", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is not None
+
+
+def test_the_same_scheduled_time_runs_once(db, settings):
+    seed()
+    assert clock.run_scheduled(settings, "nightly", FIRE, NOW) is not None
+    assert clock.run_scheduled(settings, "catch_up", FIRE, NOW) is None
+    assert Run.select().count() == 1
+
+
+def test_a_stop_request_cancels_the_run_and_keeps_previous_allocations(db, settings):
+    seed()
+    clock.run_job(NOW, settings)
+    before = allocations()
+    load(("ctr_test", date(2025, 12, 22), "variant", 1000, 10))
+    summary = clock.run_job(NOW, settings, should_stop=lambda: True)
+    assert summary.status == "cancelled"
+    run = Run.get_by_id(summary.run_id)
+    assert (run.status, run.finished_at is not None) == ("cancelled", True)
+    assert allocations() == before
+    assert Allocation.select().where(Allocation.run == run.id).count() == 0
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+def test_clock_stopped_during_catch_up_records_cancelled_and_does_not_start(
+    db, settings, restore_signals, monkeypatch
+):
+    seed()
+    stop = threading.Event()
+    stop.set()
+    monkeypatch.setattr(clock, "build_scheduler", lambda *a: pytest.fail("scheduler started"))
+    clock.run_clock(settings, stop)
+    run = Run.get()
+    assert (run.trigger, run.status) == ("catch_up", "cancelled")
+
+
+def test_sigterm_handler_only_sets_the_stop_event(restore_signals):
+    stop = threading.Event()
+    clock.stop_on_signals(stop)
+    signal.raise_signal(signal.SIGTERM)
+    assert stop.is_set()
+
+
+def test_the_lease_migration_adds_its_columns_to_a_database_from_before_it(db):
+    Run.create(trigger="nightly", effective_date=date(2025, 12, 23), status="success")
+    migrator = SchemaMigrator.from_database(db)
+    apply_operations(
+        migrator.drop_index("run", "run_scheduled_for"),
+        *[migrator.drop_column("run", c) for c in ("scheduled_for", "lease_until", "holder")],
+    )
+    before = MIGRATIONS.index(add_run_lease)
+    SchemaVersion.delete().where(SchemaVersion.version > before).execute()
+    assert migrate(db) == len(MIGRATIONS)
+    assert {"scheduled_for", "lease_until", "holder"} <= {c.name for c in db.get_columns("run")}
+    assert Run.get().status == "success"
+    assert migrate(db) == len(MIGRATIONS)
+
+
+def test_scheduled_for_is_stored_as_naive_utc(db, settings):
+    seed()
+    berlin_fire = datetime.fromisoformat("2025-12-23T00:50:00+01:00")
+    clock.run_scheduled(settings, "nightly", berlin_fire, NOW)
+    assert Run.get().scheduled_for == datetime(2025, 12, 22, 23, 50)
