@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.db import database, init_database
 from core.settings import load_settings
+from tests.processes import Processes
 
 CONTRACT_POST = {
     "experiment_id": "ctr_test",
@@ -44,3 +45,11 @@ def db(settings):
 def client(settings):
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def procs():
+    """Child processes for the tests marked `processes`; all killed when the test ends."""
+    processes = Processes()
+    yield processes
+    processes.kill_all()

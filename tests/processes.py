@@ -1,0 +1,160 @@
+"""Helpers for tests that run the real web server and clock as child processes.
+
+Every wait is bounded; every process a test starts is killed when the test ends (the
+`procs` fixture in conftest); servers bind port 0 and report the port they got, so tests
+running side by side never collide; all traffic goes to 127.0.0.1.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def child_env(db_path: Path, **extra) -> dict:
+    """The environment of a child: ours without BANDIT_ settings, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANDIT_")}
+    env.update(PYTHONUNBUFFERED="1", BANDIT_DATABASE_PATH=str(db_path))
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Child:
+    """A child process whose stderr and stdout are collected line by line as they come."""
+
+    def __init__(self, args: list[str], env: dict):
+        self.args = args
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._collect, args=(stream,), daemon=True)
+            for stream in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _collect(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 20) -> re.Match:
+        def found():
+            if self.process.poll() is not None and not re.search(pattern, self.output):
+                raise AssertionError(f"{self.args} exited early:\n{self.output}")
+            return re.search(pattern, self.output)
+
+        return wait_for(found, timeout, f"{pattern!r} from {self.args}")
+
+    def signal(self, number: int) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(number)
+
+    def wait(self, timeout: float = 20) -> int:
+        code = self.process.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join(timeout=5)
+        for stream in (self.process.stdout, self.process.stderr):
+            stream.close()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, no cleanup, like a power cut for the process."""
+        self.signal(signal.SIGKILL)
+        self.wait(timeout=10)
+
+
+class Server(Child):
+    """uvicorn serving the app on a free port it picks itself."""
+
+    def __init__(self, env: dict):
+        super().__init__(
+            ["-m", "uvicorn", "api.main:app", "--host", HOST, "--port", "0", "--no-access-log"],
+            env,
+        )
+        self.port = 0
+
+    def wait_ready(self, timeout: float = 30) -> "Server":
+        match = self.wait_for_line(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", timeout)
+        self.port = int(match.group(1))
+        return self
+
+    def request(self, method: str, path: str, payload=None, headers=None, timeout=10):
+        """(status, parsed JSON body or raw bytes). Raises OSError if the server is gone."""
+        body = json.dumps(payload).encode() if payload is not None else None
+        sent = {"content-type": "application/json", **(headers or {})}
+        with closing(http.client.HTTPConnection(HOST, self.port, timeout=timeout)) as conn:
+            conn.request(method, path, body=body, headers=sent)
+            response = conn.getresponse()
+            raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw
+
+
+class Processes:
+    """Starts children and guarantees they are gone when the test ends."""
+
+    def __init__(self):
+        self.children: list[Child] = []
+
+    def server(self, env: dict) -> Server:
+        return self._track(Server(env)).wait_ready()
+
+    def start(self, args: list[str], env: dict) -> Child:
+        return self._track(Child(args, env))
+
+    def _track(self, child: Child) -> Child:
+        self.children.append(child)
+        return child
+
+    def kill_all(self) -> None:
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.kill()
+            child.wait(timeout=10)
+
+
+def run_once(procs: Processes, env: dict, timeout: float = 60) -> Child:
+    child = procs.start(["-m", "scheduler", "run-once"], env)
+    child.wait(timeout)
+    return child
+
+
+def query(db_path: Path, sql: str, *params) -> list[tuple]:
+    """Read the database the way an operator would, outside the app's code."""
+    with closing(sqlite3.connect(db_path, timeout=10)) as conn:
+        return conn.execute(sql, params).fetchall()
