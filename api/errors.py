@@ -7,6 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.openapi import documented_methods
+
 log = logging.getLogger("bandit.api")
 
 
@@ -38,14 +40,30 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse(error_body("invalid_request", message, errors=errors), status_code=422)
 
 
+def unparsable_body(exc: HTTPException) -> bool:
+    """FastAPI answers 400 when a JSON body is not even text (bad UTF-8); that is a 422 here."""
+    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
+
+
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette names only the first matching route's methods; the schema knows them all.
+        methods = documented_methods(request.app.openapi(), request.url.path)
+        headers = {**(headers or {}), "Allow": ", ".join(methods)}
+    if unparsable_body(exc):
+        message = "body: not valid JSON (not UTF-8 text)"
+        return JSONResponse(
+            error_body("invalid_request", message, errors=[{"field": "body", "message": message}]),
+            status_code=422,
+        )
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(
         exc.status_code, "error"
     )
     return JSONResponse(
         error_body(code, str(exc.detail)),
         status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        headers=headers,
     )
 
 

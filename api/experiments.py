@@ -1,7 +1,7 @@
 """Read-side queries behind GET /experiments and GET /experiments/{id}."""
 
 import dataclasses
-from datetime import date
+from datetime import UTC, date, datetime
 
 from peewee import JOIN, fn
 
@@ -15,6 +15,11 @@ from scheduler.policy_store import load_state
 from scheduler.posterior import beta_mean, credible_interval
 from scheduler.thompson import Prior, experiment_seed, posterior
 from scheduler.winner import check_winner, posterior_draws
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Stored times are naive UTC; the API says so (RFC 3339 needs the offset)."""
+    return moment.replace(tzinfo=UTC)
 
 
 def list_experiments(limit: int, offset: int) -> list[dict]:
@@ -38,7 +43,7 @@ def list_experiments(limit: int, offset: int) -> list[dict]:
     return [
         {
             "experiment_id": r["name"],
-            "created_at": r["created_at"],
+            "created_at": as_utc(r["created_at"]),
             "variants": r["variants"],
             "latest_allocation_date": r["latest"],
         }
@@ -128,7 +133,7 @@ def experiment_detail(experiment_id: str, settings: Settings, today: date) -> di
     stats = variant_stats(experiment, settings, today)
     return {
         "experiment_id": experiment.name,
-        "created_at": experiment.created_at,
+        "created_at": as_utc(experiment.created_at),
         "archived": stats["state"].archived,
         "variants": stats["variants"],
         "latest_allocation": latest_allocation(experiment),

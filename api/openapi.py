@@ -1,8 +1,11 @@
 """The OpenAPI document, completed with what middleware does: keys, 401, 413, error bodies.
 
 FastAPI documents only what routes declare; the access and size checks run before routes,
-so their answers are added here, and every 422 is shown with the body it really has.
+so their answers are added here, every 422 is shown with the body it really has, and every
+path naming an experiment documents the 404 it gives when there is no such experiment.
 """
+
+import re
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -27,6 +30,8 @@ def document_operation(method: str, path: str, operation: dict, policy: AccessPo
     responses = operation.setdefault("responses", {})
     if "422" in responses:
         responses["422"] = error_response("invalid request; the message names the field")
+    if "{" in path and "404" not in responses:
+        responses["404"] = error_response("unknown experiment or variant")
     if "requestBody" in operation:
         responses["413"] = error_response("body larger than server.max_body_bytes")
     # Writes are documented as keyed even when keys are off: that is how to deploy them.
@@ -53,3 +58,13 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def documented_methods(schema: dict, path: str) -> list[str]:
+    """The methods the schema documents for a concrete path such as /experiments/x/settings."""
+    methods: set[str] = set()
+    for template, operations in schema.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)

@@ -26,6 +26,8 @@ from ingest.validation import DailyMetrics, date_problem
 from scheduler.job import run_job
 
 router = APIRouter()
+# Larger offsets would overflow a 64-bit database integer (a 500 found by fuzzing).
+MAX_OFFSET = 1_000_000_000
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown experiment"}}
 INVALID = {422: {"model": ErrorOut, "description": "the message names the bad field"}}
 NO_KEYS_WARNING = f"{API_KEYS_VARIABLE} is not set: anyone who can reach this server can write"
@@ -97,7 +99,7 @@ def recompute(request: Request, body: Annotated[RecomputeIn | None, Body()] = No
 
 @router.get("/experiments", response_model=list[ExperimentSummary], tags=["read"])
 def list_experiments(
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET)
 ) -> list[dict]:
     """Experiments by name, with their variant count and latest allocation date."""
     with database.connection_context():

@@ -181,3 +181,19 @@ def test_unknown_route_and_method_are_json_errors(client):
     response = client.get("/data")
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
+
+
+def test_body_that_is_not_utf8_is_a_422_not_a_400(client):
+    for path in ("/data", "/recompute"):
+        response = client.post(
+            path, content=b"P\t\xff\xfei'\xee", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, path
+        assert response.json()["message"].startswith("body")
+
+
+def test_405_lists_every_method_the_path_serves(client):
+    client.post("/data", json=CONTRACT_POST)
+    response = client.request("OPTIONS", "/experiments/ctr_test/settings")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "PUT"}

@@ -57,3 +57,16 @@ def test_credible_interval_matches_known_beta_quantiles():
     assert high == pytest.approx(1 - 0.094299, abs=1e-4)
     # Beta(1, 1) is uniform.
     assert credible_interval(1.0, 1.0) == pytest.approx((0.025, 0.975), abs=1e-4)
+
+
+def test_offset_beyond_a_64_bit_integer_is_a_422_not_a_500(client):
+    response = client.get("/experiments", params={"offset": 2**63})
+    assert response.status_code == 422
+    assert "offset" in response.json()["message"]
+
+
+def test_times_carry_their_utc_offset(client):
+    client.post("/data", json=CONTRACT_POST)
+    created = client.get("/experiments").json()[0]["created_at"]
+    assert created.endswith("Z") or created.endswith("+00:00")
+    assert client.get("/experiments/ctr_test").json()["created_at"] == created
