@@ -4,11 +4,23 @@ import sys
 
 import uvicorn
 
-from core.settings import load_settings_or_exit
+from api.app import access_policy
+from core.secrets import load_api_keys
+from core.settings import SettingsError, load_settings_or_exit
+
+
+def check_access(settings) -> None:
+    """Fail like a bad setting (exit 2, naming it) before uvicorn imports the app."""
+    try:
+        access_policy(settings, load_api_keys())
+    except SettingsError as e:
+        print(f"bad configuration: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main() -> int:
     settings = load_settings_or_exit()
+    check_access(settings)
     uvicorn.run(
         "api.main:app", host=settings.server.host, port=settings.server.port, log_level="info"
     )

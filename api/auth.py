@@ -68,7 +68,7 @@ class AccessPolicy:
 def unauthorized_body(header_value) -> bytes:
     problem = "missing" if bearer_token(header_value) is None else "wrong"
     message = f"{problem} API key: send the header Authorization: Bearer <key>"
-    return json.dumps({"error": "unauthorized", "message": message}).encode()
+    return json.dumps({"error": "unauthorized", "message": message}, separators=(",", ":")).encode()
 
 
 def header(scope, name: bytes) -> bytes | None:

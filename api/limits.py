@@ -13,7 +13,7 @@ TOO_LARGE = 413
 
 def too_large_body(limit: int) -> bytes:
     message = f"body: larger than the limit of {limit} bytes"
-    return json.dumps({"error": "too_large", "message": message}).encode()
+    return json.dumps({"error": "too_large", "message": message}, separators=(",", ":")).encode()
 
 
 def header(scope, name: bytes) -> bytes | None:

@@ -149,3 +149,13 @@ def test_authorized_is_a_pure_function_any_fast_path_can_call():
     assert not policy.allows("GET", "/allocation", None)
     assert policy.allows("GET", "/healthz", None)
     assert policy.allows("GET", "/allocation", f"Bearer {KEY}".encode())
+
+
+def test_python_m_api_exits_2_when_reads_need_keys_that_are_not_set(settings, capsys):
+    from api.__main__ import check_access
+
+    auth = dataclasses.replace(settings.auth, require_key_for_reads=True)
+    with pytest.raises(SystemExit) as stopped:
+        check_access(dataclasses.replace(settings, auth=auth))
+    assert stopped.value.code == 2
+    assert "BANDIT_AUTH_API_KEYS" in capsys.readouterr().err
