@@ -27,8 +27,8 @@ def test_a_second_clock_does_not_repeat_the_scheduled_run(tmp_path, procs):
     db_path = tmp_path / "bandit.db"
     env = child_env(db_path)
     seed(procs, env)
-    # The first clock's catch-up takes about 3 s, so the second starts while it runs.
-    first = procs.start(["-m", "scheduler"], {**env, "BANDIT_TEST_PAUSE_COMPUTE": "1"})
+    # The first clock's catch-up takes about 4.5 s, so the second starts while it runs.
+    first = procs.start(["-m", "scheduler"], {**env, "BANDIT_TEST_PAUSE_COMPUTE": "1.5"})
     first.wait_for_line("test pause: compute")
     second = procs.start(["-m", "scheduler"], env)
     second.wait_for_line("clock started")
