@@ -144,3 +144,34 @@ def test_scheduled_for_is_stored_as_naive_utc(db, settings):
     berlin_fire = datetime.fromisoformat("2025-12-23T00:50:00+01:00")
     clock.run_scheduled(settings, "nightly", berlin_fire, NOW)
     assert Run.get().scheduled_for == datetime(2025, 12, 22, 23, 50)
+
+
+def test_sigterm_during_a_nightly_run_cancels_it_and_the_clock_returns(
+    db, settings, restore_signals, monkeypatch
+):
+    import dataclasses
+    import os
+
+    from core.settings import ScheduleSettings
+
+    seed()
+    load(*[(f"more_{i}", date(2025, 12, 22), "a", 10, 1) for i in range(5)])
+    monkeypatch.setenv("BANDIT_TEST_PAUSE_COMPUTE", "0.2")
+    settings = dataclasses.replace(settings, schedule=ScheduleSettings(catch_up=False))
+    real_build = clock.build_scheduler
+
+    def fire_now(*args):
+        scheduler = real_build(*args)
+        scheduler.get_job("nightly").modify(next_run_time=datetime.now().astimezone())
+        return scheduler
+
+    monkeypatch.setattr(clock, "build_scheduler", fire_now)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        clock.run_clock(settings)
+    finally:
+        timer.cancel()
+    run = Run.get()
+    assert (run.trigger, run.status, run.lease_until) == ("nightly", "cancelled", None)
+    assert Allocation.select().count() == 0

@@ -53,6 +53,8 @@ def test_chunked_body_without_length_over_the_limit_is_refused_with_413(server):
 @pytest.mark.processes
 def test_chunked_body_within_the_limit_gets_through_to_validation(server):
     assert send_chunked(server.port, 128 * 1024) == 422  # whitespace only: not JSON
+    server.kill()
+    assert "k-123456" not in server.output, "an API key reached the server log"
 
 
 @pytest.mark.processes
