@@ -97,9 +97,9 @@ class RequireApiKey:
         self.policy = policy
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] == "http" and self.policy.needs_key(scope["method"], scope["path"]):
             value = header(scope, b"authorization")
-            if not self.policy.allows(scope["method"], scope["path"], value):
+            if not authorized(value, self.policy.keys):
                 await send_unauthorized(send, value)
                 return
         await self.app(scope, receive, send)

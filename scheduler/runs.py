@@ -2,11 +2,12 @@
 
 Every run row carries a lease that its process renews while it works. A process that
 dies (SIGKILL, power cut, OOM) stops renewing; the next run that starts, anywhere, marks
-such a row failed, so a dead run never stays 'running'. A scheduled run also records the
-fire time it is for, and is started only if no live or successful run holds that time:
-two clocks on one database (a mistake, but one that happens during deploys) do the
-night's work once. The check and the insert share one write transaction, so two
-processes cannot both pass the check.
+such a row failed, so a dead run never stays 'running'. On the same host a dead holder
+is noticed at once (its pid is gone), without waiting for the lease. A scheduled run
+also records the fire time it is for, and is started only if no live or successful run
+holds that time: two clocks on one database (a mistake, but one that happens during
+deploys) do the night's work once. The check and the insert share one write
+transaction, so two processes cannot both pass the check.
 """
 
 import logging
@@ -20,7 +21,7 @@ from core.db import database, write_transaction
 from core.models import Run, utcnow
 
 log = logging.getLogger("bandit.runs")
-ABANDONED = "abandoned: its process stopped renewing the lease (killed or crashed)"
+ABANDONED = "abandoned: its process died (killed or crashed) or stopped renewing the lease"
 
 
 class RunCancelled(Exception):
@@ -35,13 +36,38 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+def holder_is_gone(holder: str | None) -> bool:
+    """True only for a holder on this host whose process no longer exists.
+
+    Lets a clock restarted right after a crash take that night over at once instead of
+    waiting for the lease; anything uncertain (another host, no permission) says False
+    and the lease decides.
+    """
+    host, _, pid = (holder or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def abandoned(run: Run, now: datetime) -> bool:
+    return run.lease_until is None or run.lease_until < now or holder_is_gone(run.holder)
+
+
 def expire_abandoned_runs(now: datetime) -> int:
-    """Mark failed every running row whose lease ran out; call in a write transaction."""
-    stale = (Run.status == "running") & (Run.lease_until.is_null() | (Run.lease_until < now))
-    count = Run.update(status="failed", finished_at=now, error=ABANDONED).where(stale).execute()
-    if count:
-        log.warning("marked %d abandoned run(s) failed", count)
-    return count
+    """Mark failed every running row whose process is gone; call in a write transaction."""
+    running = Run.select(Run.id, Run.lease_until, Run.holder).where(Run.status == "running")
+    ids = [run.id for run in running if abandoned(run, now)]
+    if not ids:
+        return 0
+    Run.update(status="failed", finished_at=now, error=ABANDONED).where(Run.id.in_(ids)).execute()
+    log.warning("marked %d abandoned run(s) failed", len(ids))
+    return len(ids)
 
 
 def scheduled_time_taken(scheduled_for: datetime) -> bool:

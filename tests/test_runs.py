@@ -1,6 +1,8 @@
 """The run table as log and lock: leases, abandoned runs, scheduled times, cancellation."""
 
+import os
 import signal
+import socket
 import threading
 from datetime import date, datetime, timedelta
 
@@ -175,3 +177,26 @@ def test_sigterm_during_a_nightly_run_cancels_it_and_the_clock_returns(
     run = Run.get()
     assert (run.trigger, run.status, run.lease_until) == ("nightly", "cancelled", None)
     assert Allocation.select().count() == 0
+
+
+def test_a_run_whose_process_is_gone_on_this_host_is_failed_before_its_lease_ends(db):
+    import subprocess
+    import sys
+
+    from scheduler.runs import holder_is_gone
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = running_row(utcnow() + timedelta(seconds=60))
+    Run.update(holder=f"{socket.gethostname()}:{finished.stdout.strip()}").where(
+        Run.id == dead.id
+    ).execute()
+    assert expire_abandoned_runs(utcnow()) == 1
+    assert Run.get_by_id(dead.id).status == "failed"
+    assert not holder_is_gone(f"{socket.gethostname()}:{os.getpid()}")
+    assert not holder_is_gone("some-other-host:1")
+    assert not holder_is_gone(None)
