@@ -5,7 +5,12 @@ matches the schema (status code documented, body valid, content type right). The
 built once to read its schema; each operation's test points it at a fresh database.
 """
 
+import atexit
+import dataclasses
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -24,7 +29,17 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 # CI runs 30 per operation; FUZZ_EXAMPLES=1000 scripts/test tests/test_fuzz.py searches deeper.
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 
-APP = create_app(load_settings({}), ApiKeys([KEY]))
+
+def schema_loading_settings():
+    """Loading the schema starts the app once; give it a throwaway database, not ./bandit.db."""
+    base = load_settings({})
+    folder = tempfile.mkdtemp(prefix="bandit-fuzz-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / "schema.db"
+    return dataclasses.replace(base, database=dataclasses.replace(base.database, path=str(path)))
+
+
+APP = create_app(schema_loading_settings(), ApiKeys([KEY]))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
