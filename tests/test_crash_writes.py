@@ -5,6 +5,7 @@ the rest (and some acknowledged ones, as a client unsure of its last request wou
 must leave each (experiment, date, variant) exactly once.
 """
 
+import http.client
 import threading
 from datetime import date, timedelta
 
@@ -50,8 +51,8 @@ def post_all(server, indexes, acked: set, lock: threading.Lock) -> None:
     for i in indexes:
         try:
             status, _ = server.request("POST", "/data", payload(i), timeout=10)
-        except OSError:
-            return
+        except (OSError, http.client.HTTPException):
+            return  # no full answer (the kill cut it): not acknowledged, may or may not be stored
         if 200 <= status < 300:
             with lock:
                 acked.add(i)
