@@ -145,8 +145,8 @@ RULES = {
     ("sampling", "prior_beta"): (lambda v: 0 < v <= 1e6, "greater than 0"),
     ("server", "port"): (lambda v: 1 <= v <= 65_535, "1 to 65535"),
     ("server", "refresh_ms"): (lambda v: 10 <= v <= 1_000, "10 to 1000"),
-    **{("policy", key): rule for key, rule in POLICY_RULES.items()},
     ("server", "max_body_bytes"): (lambda v: 1_024 <= v <= 64 * 2**20, "1024 to 67108864"),
+    **{("policy", key): rule for key, rule in POLICY_RULES.items()},
 }
 
 
