@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from api.auth import AccessPolicy, RequireApiKey
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
+from api.fastpath import ALLOCATION_PATH, AllocationApp
 from api.limits import LimitBodySize
 from api.openapi import install_openapi
 from api.policy_routes import router as policy_router
@@ -41,7 +42,7 @@ def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:
 
 def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None) -> FastAPI:
     """The app; keys come from the environment unless given (tests pass them)."""
-    app = FastAPI(
+    app = AllocationApp(
         title="bandit-api",
         version="1.0.0",
         lifespan=lifespan,
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
         app.state.settings, load_api_keys() if api_keys is None else api_keys
     )
     app.state.cache = AllocationCache()
+    # The fast path answers before any middleware, so not when reads need a key.
+    app.fast_allocation = not app.state.access.needs_key("GET", ALLOCATION_PATH)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(policy_router)

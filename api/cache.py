@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from peewee import JOIN, fn
 
+from api.fastpath import query_key, response_headers
 from api.reasons import NOT_COMPUTED_REASON, latest_reasons, reason_fields
 from core.db import database, read_transaction
 from core.models import Allocation, Experiment, Run, Variant
@@ -110,13 +111,22 @@ def variant_names(experiment_ids: list[int]) -> dict[int, list[str]]:
 
 
 class AllocationCache:
+    """Bodies by experiment id, and for the fast path (api/fastpath.py) the same bodies with
+    their headers, keyed by the exact query string of a plain request."""
+
     def __init__(self):
         self.bodies: dict[str, bytes] = {}
+        self.encoded: dict[bytes, tuple[list, bytes]] = {}
         self.version = -1
         self._lock = threading.Lock()
 
     def get(self, experiment_id: str) -> bytes | None:
         return self.bodies.get(experiment_id)
+
+    def put(self, experiment_id: str, body: bytes) -> None:
+        # Readers in other threads see the old body or the new one: each store is atomic.
+        self.encoded[query_key(experiment_id)] = (response_headers(body), body)
+        self.bodies[experiment_id] = body
 
     def refresh(self) -> int:
         """Load what changed since the last refresh; return how many experiments."""
@@ -140,9 +150,9 @@ class AllocationCache:
         reasons = latest_reasons(ids)
         for exp_id, name, _ in changed:
             if allocations.get(exp_id):
-                self.bodies[name] = computed_body(name, allocations[exp_id], reasons.get(exp_id))
+                self.put(name, computed_body(name, allocations[exp_id], reasons.get(exp_id)))
             elif names.get(exp_id):
-                self.bodies[name] = placeholder_body(name, names[exp_id])
+                self.put(name, placeholder_body(name, names[exp_id]))
 
 
 class Refresher(threading.Thread):

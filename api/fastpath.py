@@ -1,0 +1,50 @@
+"""The hot read path in front of FastAPI: GET /allocation answered with one dict lookup.
+
+Routing, dependency injection and response classes cost more than uvicorn itself on this
+endpoint, so the app checks first whether a request is the plain
+`GET /allocation?experiment_id=X` for an experiment it has in memory, and answers it with
+pre-encoded bytes. Anything else (unknown experiment, missing or extra parameters such as
+`date=`, percent-encoded ids, HEAD) goes to FastAPI, whose route for the same path stays
+declared: it documents the endpoint in OpenAPI and gives every error its usual JSON shape.
+The two paths return byte-identical responses (a test checks this).
+
+This runs before any middleware. A middleware that must see every read (a read API key,
+for example) has to be checked here as well, or turn the fast path off
+(`app.fast_allocation = False`).
+"""
+
+from fastapi import FastAPI
+
+ALLOCATION_PATH = "/allocation"
+QUERY_PREFIX = b"experiment_id="
+
+
+def query_key(experiment_id: str) -> bytes:
+    """The exact query string of a plain request for this experiment."""
+    return QUERY_PREFIX + experiment_id.encode()
+
+
+def response_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+
+
+class AllocationApp(FastAPI):
+    """FastAPI with GET /allocation served from app.state.cache.encoded when possible."""
+
+    fast_allocation = True
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (
+            self.fast_allocation
+            and scope["type"] == "http"
+            and scope["path"] == ALLOCATION_PATH
+            and scope["method"] == "GET"
+        ):
+            found = self.state.cache.encoded.get(scope["query_string"])
+            if found is not None:
+                headers, body = found
+                # Fresh message dicts: a server or wrapper may keep or change what it is sent.
+                await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await super().__call__(scope, receive, send)

@@ -1,0 +1,103 @@
+"""Load generators for 127.0.0.1 only: wrk when installed, else a small asyncio client.
+
+Both keep connections alive, pick a random path per request from the list given, stop
+after a fixed duration, and report requests per second, p99 latency and non-200 count.
+"""
+
+import asyncio
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_s: float
+    p99_ms: float
+    errors: int
+    tool: str
+
+
+def lua_script(paths: list[str]) -> str:
+    quoted = ",".join(f'"{p}"' for p in paths)
+    return (
+        f"local paths = {{{quoted}}}\n"
+        "request = function()\n"
+        '  return wrk.format("GET", paths[math.random(#paths)])\n'
+        "end\n"
+    )
+
+
+def parse_wrk(output: str) -> LoadResult:
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE).groups()
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    failed = re.search(r"Socket errors:.*", output)
+    errors = int(bad.group(1)) if bad else 0
+    if failed:
+        errors += sum(int(n) for n in re.findall(r"\d+", failed.group(0)))
+    return LoadResult(rate, float(value) * UNITS[unit], errors, "wrk")
+
+
+def run_wrk(port: int, paths: list[str], seconds: int, connections: int) -> LoadResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua_script(paths))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", f.name]
+    command.append(f"http://127.0.0.1:{port}")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    finally:
+        Path(f.name).unlink()
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+    await reader.readexactly(length)
+    return status
+
+
+async def one_connection(port: int, paths: list[str], stop_at: float, latencies: list) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
+    errors = 0
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(random.choice(requests))
+            errors += await read_response(reader) != 200
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+    return errors
+
+
+async def python_load(port: int, paths: list[str], seconds: int, connections: int):
+    latencies: list[float] = []
+    started = time.perf_counter()
+    stop_at = started + seconds
+    errors = await asyncio.gather(
+        *(one_connection(port, paths, stop_at, latencies) for _ in range(connections))
+    )
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
+    return LoadResult(len(latencies) / elapsed, p99, sum(errors), "python-asyncio")
+
+
+def run_load(port: int, paths: list[str], seconds: int, connections: int, tool: str = "auto"):
+    """Load 127.0.0.1:port for `seconds`; wrk unless absent or tool='python'."""
+    if tool == "wrk" or (tool == "auto" and shutil.which("wrk")):
+        return run_wrk(port, paths, seconds, connections)
+    return asyncio.run(python_load(port, paths, seconds, connections))

@@ -1,0 +1,68 @@
+"""The GET /allocation fast path: the same bytes as the FastAPI route, and only when plain."""
+
+import fastapi
+import pytest
+
+from tests.conftest import CONTRACT_POST
+
+
+@pytest.fixture
+def published(client):
+    client.post("/data", json=CONTRACT_POST)
+    client.post("/recompute")
+    return client
+
+
+def test_fast_path_answers_without_entering_fastapi(published, monkeypatch):
+    def not_reached(*args):
+        raise AssertionError("the request went through FastAPI")
+
+    monkeypatch.setattr(fastapi.FastAPI, "__call__", not_reached)
+    response = published.get("/allocation?experiment_id=ctr_test")
+    assert response.status_code == 200
+    assert response.json()["status"] == "computed"
+
+
+def test_fast_path_and_fastapi_route_give_identical_responses(published):
+    fast = published.get("/allocation?experiment_id=ctr_test")
+    # A percent-encoded id is not the plain query string, so FastAPI's route answers it.
+    routed = published.get("/allocation?experiment_id=ctr%5Ftest")
+    assert fast.content == routed.content
+    assert fast.status_code == routed.status_code == 200
+    assert fast.headers == routed.headers
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "experiment_id=ctr_test&date=2025-12-23",
+        "date=2025-12-23&experiment_id=ctr_test",
+        "experiment_id=ctr_test&experiment_id=other",
+    ],
+)
+def test_requests_with_other_parameters_go_to_fastapi(published, monkeypatch, query):
+    calls = []
+    original = fastapi.FastAPI.__call__
+
+    async def counting(self, scope, receive, send):
+        calls.append(scope["query_string"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(fastapi.FastAPI, "__call__", counting)
+    published.get(f"/allocation?{query}")
+    assert calls == [query.encode()]
+
+
+def test_unknown_and_missing_ids_keep_the_api_error_shape(published):
+    missing = published.get("/allocation?experiment_id=nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "unknown experiment 'nope'"}
+    empty = published.get("/allocation?experiment_id=")
+    assert empty.status_code == 404
+    invalid = published.get("/allocation")
+    assert invalid.status_code == 422
+    assert invalid.json()["error"] == "invalid_request"
+
+
+def test_head_and_other_methods_go_to_fastapi(published):
+    assert published.post("/allocation?experiment_id=ctr_test").status_code == 405
