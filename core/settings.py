@@ -44,6 +44,7 @@ class SamplingSettings:
     samples: int = 10_000
     prior_alpha: float = 1.0
     prior_beta: float = 1.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ RULES = {
     ("sampling", "samples"): (lambda v: 100 <= v <= 1_000_000, "100 to 1000000"),
     ("sampling", "prior_alpha"): (lambda v: 0 < v <= 1e6, "greater than 0"),
     ("sampling", "prior_beta"): (lambda v: 0 < v <= 1e6, "greater than 0"),
+    ("sampling", "workers"): (lambda v: 1 <= v <= 64, "1 to 64"),
     ("server", "port"): (lambda v: 1 <= v <= 65_535, "1 to 65535"),
     ("server", "refresh_ms"): (lambda v: 10 <= v <= 1_000, "10 to 1000"),
     ("server", "max_body_bytes"): (lambda v: 1_024 <= v <= 64 * 2**20, "1024 to 67108864"),

@@ -69,15 +69,9 @@ def totals_query(
     return query
 
 
-def aggregate_counts(
-    experiment_id: str | None = None,
-    as_of: date | None = None,
-    defaults: PolicySettings | None = None,
-) -> list[ExperimentTotals]:
-    """Totals per experiment, arms in the order they joined."""
+def grouped(query) -> list[ExperimentTotals]:
     experiments: list[ExperimentTotals] = []
-    query = totals_query(experiment_id, as_of, defaults)
-    for exp_pk, exp_name, var_pk, var_name, *counts in query.tuples():
+    for exp_pk, exp_name, var_pk, var_name, *counts in query.tuples().iterator():
         if not experiments or experiments[-1].experiment_pk != exp_pk:
             experiments.append(ExperimentTotals(exp_pk, exp_name))
         experiments[-1].arms.append(arm_totals(var_pk, var_name, *counts))
@@ -89,3 +83,34 @@ def arm_totals(var_pk, var_name, imps, clicks, counted_imps, counted_clicks, fir
     return ArmTotals(
         var_pk, var_name, int(imps), int(clicks), float(counted_imps), float(counted_clicks), first
     )
+
+
+def aggregate_counts(
+    experiment_id: str | None = None,
+    as_of: date | None = None,
+    defaults: PolicySettings | None = None,
+) -> list[ExperimentTotals]:
+    """Totals per experiment, arms in the order they joined."""
+    return grouped(totals_query(experiment_id, as_of, defaults))
+
+
+def totals_in_chunks(
+    experiment_id: str | None = None,
+    size: int = 1000,
+    as_of: date | None = None,
+    defaults: PolicySettings | None = None,
+):
+    """The same totals as aggregate_counts, for up to `size` experiment keys per query.
+
+    Short queries by key range keep memory flat and never hold a read snapshot open for
+    the length of a run (a long reader stops WAL checkpoints while writers go on).
+    """
+    if experiment_id is not None:
+        yield aggregate_counts(experiment_id, as_of, defaults)
+        return
+    last = DailyMetric.select(fn.MAX(DailyMetric.experiment)).scalar() or 0
+    for low in range(0, last, size):
+        in_range = DailyMetric.experiment.between(low + 1, low + size)
+        chunk = grouped(totals_query(None, as_of, defaults).where(in_range))
+        if chunk:
+            yield chunk

@@ -5,15 +5,26 @@ The same code runs from the clock, `python -m scheduler run-once` and POST /reco
 """
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.db import database
 from core.settings import Settings
-from scheduler.allocate import allocate_all
+from scheduler.aggregate import totals_in_chunks
+from scheduler.allocate import allocate
+from scheduler.batches import CHUNK_EXPERIMENTS, in_order, spill, unspill
+from scheduler.policy_store import load_states
 from scheduler.publish import publish_allocations
-from scheduler.runs import RunCancelled, finish_run, lease_kept, raise_if_stopped, start_run
+from scheduler.runs import (
+    RunCancelled,
+    finish_run,
+    lease_kept,
+    raise_if_stopped,
+    start_run,
+    until_stopped,
+)
 
 log = logging.getLogger("bandit.job")
 
@@ -33,6 +44,37 @@ def next_effective_date(now: datetime, tz: ZoneInfo) -> date:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(tz).date() + timedelta(days=1)
+
+
+def allocate_chunk(task: tuple) -> list:
+    """allocate() over one chunk of totals; a module-level function so a pool can pickle it.
+    Pure: the chunk's policy states were read from the database beforehand. should_stop is
+    only passed when the chunk runs in this process (a pool cannot pickle it)."""
+    chunk, states, effective_date, settings, should_stop = task
+    results = [
+        allocate(t, states[t.experiment_pk], effective_date, settings)
+        for t in until_stopped(chunk, should_stop)
+    ]
+    return [r for r in results if r is not None]
+
+
+def chunk_tasks(experiment_id: str | None, effective_date: date, settings: Settings, should_stop):
+    """(totals, policy states, ...) a chunk at a time, counted as of the run's local day.
+    should_stop() is asked before each chunk, and before each experiment with one worker."""
+    as_of = effective_date - timedelta(days=1)
+    in_process = should_stop if settings.sampling.workers <= 1 else None
+    chunks = totals_in_chunks(experiment_id, CHUNK_EXPERIMENTS, as_of, settings.policy)
+    for chunk in until_stopped(chunks, should_stop):
+        states = load_states([t.experiment_pk for t in chunk], settings.policy)
+        yield chunk, states, effective_date, settings, in_process
+
+
+def compute(
+    experiment_id: str | None, effective_date: date, settings: Settings, spilled, should_stop=None
+) -> int:
+    """Allocate every experiment chunk by chunk into the spill file; return how many."""
+    tasks = chunk_tasks(experiment_id, effective_date, settings, should_stop)
+    return spill(in_order(allocate_chunk, tasks, settings.sampling.workers), spilled)
 
 
 def run_job(
@@ -58,10 +100,10 @@ def run_job(
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
         try:
-            with lease_kept(run_id, lease):
-                results = allocate_all(effective_date, settings, experiment_id, should_stop)
+            with lease_kept(run_id, lease), tempfile.TemporaryFile() as spilled:
+                processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
-                publish_allocations(run_id, effective_date, results)
+                publish_allocations(run_id, effective_date, unspill(spilled))
         except RunCancelled as exc:
             log.warning("run %s cancelled before publishing", run_id)
             finish_run(run_id, "cancelled", 0, str(exc))
@@ -70,6 +112,6 @@ def run_job(
             log.exception("run %s failed", run_id)
             finish_run(run_id, "failed", 0, f"{type(exc).__name__}: {exc}")
             return RunSummary(run_id, trigger, effective_date, "failed", 0, str(exc))
-        finish_run(run_id, "success", len(results))
-    log.info("run %s published %d experiments for %s", run_id, len(results), effective_date)
-    return RunSummary(run_id, trigger, effective_date, "success", len(results))
+        finish_run(run_id, "success", processed)
+    log.info("run %s published %d experiments for %s", run_id, processed, effective_date)
+    return RunSummary(run_id, trigger, effective_date, "success", processed)

@@ -8,8 +8,10 @@ from core.db import write_transaction
 from core.models import Allocation
 from core.policy_models import AllocationReason
 from core.serving import mark_changed
+from scheduler.batches import batched
 
 INSERT_BATCH = 100  # rows per INSERT; 7 columns each
+DELETE_BATCH = 500  # experiments per DELETE ... IN (...)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ def allocation_rows(run_id: int, effective_date: date, results) -> list[tuple]:
 
 
 def publish_allocations(run_id: int, effective_date: date, results) -> None:
-    """Replace each experiment's allocation for the day; all or nothing."""
-    ids = [r.experiment_pk for r in results]
+    """Replace each experiment's allocation for the day; all or nothing.
+
+    `results` may be a stream (read back from a spill file): it is written a batch at a
+    time, all inside one write transaction.
+    """
     fields = [
         Allocation.experiment,
         Allocation.variant,
@@ -58,20 +63,23 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
         Allocation.seed,
         Allocation.run,
     ]
-    rows = allocation_rows(run_id, effective_date, results)
+    ids = []
     with write_transaction():
-        for start in range(0, len(ids), 500):
+        for batch in batched(results, DELETE_BATCH):
+            batch_ids = [r.experiment_pk for r in batch]
             (
                 Allocation.delete()
                 .where(
-                    Allocation.experiment.in_(ids[start : start + 500])
+                    Allocation.experiment.in_(batch_ids)
                     & (Allocation.effective_date == effective_date)
                 )
                 .execute()
             )
-        for start in range(0, len(rows), INSERT_BATCH):
-            Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
-        publish_reasons(run_id, effective_date, results)
+            rows = allocation_rows(run_id, effective_date, batch)
+            for start in range(0, len(rows), INSERT_BATCH):
+                Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
+            publish_reasons(run_id, effective_date, batch)
+            ids += batch_ids
         mark_changed(ids)
         testhooks.pause("publish")
 

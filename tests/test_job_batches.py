@@ -1,0 +1,85 @@
+"""The job in chunks and in worker processes gives exactly the result of one pass."""
+
+import dataclasses
+import io
+from datetime import date
+
+import pytest
+
+from core.models import Allocation
+from ingest.metrics import MetricRow, store_rows
+from scheduler import job
+from scheduler.aggregate import aggregate_counts, totals_in_chunks
+from scheduler.batches import batched, in_order, spill, unspill
+from tests.conftest import utc
+
+NOW = utc(2025, 12, 22, 23, 50)
+
+
+def load_experiments(count: int) -> None:
+    store_rows(
+        [
+            MetricRow(f"e{i}", date(2025, 12, day), f"v{a}", 100 + 7 * i + a, 5 + (i * a) % 11)
+            for i in range(count)
+            for day in (20, 21)
+            for a in range(2 + i % 4)
+        ]
+    )
+
+
+def published() -> list[tuple]:
+    return list(
+        Allocation.select(
+            Allocation.experiment,
+            Allocation.variant,
+            Allocation.percentage,
+            Allocation.probability,
+            Allocation.seed,
+        )
+        .order_by(Allocation.experiment, Allocation.variant)
+        .tuples()
+    )
+
+
+def with_workers(settings, workers: int):
+    sampling = dataclasses.replace(settings.sampling, samples=2000, workers=workers)
+    return dataclasses.replace(settings, sampling=sampling)
+
+
+def test_chunked_totals_match_the_single_query(db):
+    load_experiments(7)
+    chunks = list(totals_in_chunks(size=3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert [t for chunk in chunks for t in chunk] == aggregate_counts()
+
+
+def test_chunked_run_publishes_what_one_chunk_does(db, settings, monkeypatch):
+    load_experiments(7)
+    job.run_job(NOW, with_workers(settings, 1))
+    whole = published()
+    monkeypatch.setattr(job, "CHUNK_EXPERIMENTS", 2)
+    monkeypatch.setattr("scheduler.publish.DELETE_BATCH", 3)
+    summary = job.run_job(NOW, with_workers(settings, 1))
+    assert summary.experiments_processed == 7
+    assert published() == whole
+
+
+@pytest.mark.processes
+def test_two_workers_publish_exactly_what_one_does(db, settings, monkeypatch):
+    load_experiments(9)
+    monkeypatch.setattr(job, "CHUNK_EXPERIMENTS", 2)
+    job.run_job(NOW, with_workers(settings, 1))
+    one = published()
+    summary = job.run_job(NOW, with_workers(settings, 2))
+    assert summary.status == "success" and summary.experiments_processed == 9
+    assert published() == one
+
+
+def test_spill_gives_back_every_item_in_order():
+    file = io.BytesIO()
+    assert spill(batched(range(10), 3), file) == 10
+    assert list(unspill(file)) == list(range(10))
+
+
+def test_in_order_keeps_task_order_in_this_process():
+    assert list(in_order(abs, [-3, 2, -1], workers=1)) == [3, 2, 1]
