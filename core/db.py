@@ -63,3 +63,17 @@ def write_transaction():
 def read_transaction():
     """A transaction that gives one consistent snapshot across several queries."""
     return database.atomic("DEFERRED")
+
+
+def execute_many(query, rows: list[tuple]) -> None:
+    """Run a one-row INSERT, built by peewee from rows[0], for every row (DB-API executemany).
+
+    Peewee builds SQL in Python at about 70 µs a row; here it builds it once and the driver
+    binds each row. Values peewee adds on its own (column defaults) come after the given
+    ones and are reused for every row.
+    """
+    if not rows:
+        return
+    sql, params = query.sql()
+    constant = tuple(params[len(rows[0]) :])
+    database.cursor().executemany(sql, [(*row, *constant) for row in rows])

@@ -4,13 +4,12 @@ from dataclasses import dataclass
 from datetime import date
 
 from core import testhooks
-from core.db import write_transaction
+from core.db import execute_many, write_transaction
 from core.models import Allocation
 from core.policy_models import AllocationReason
 from core.serving import mark_changed
 from scheduler.batches import batched
 
-INSERT_BATCH = 100  # rows per INSERT; 7 columns each
 DELETE_BATCH = 500  # experiments per DELETE ... IN (...)
 
 
@@ -76,8 +75,7 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
                 .execute()
             )
             rows = allocation_rows(run_id, effective_date, batch)
-            for start in range(0, len(rows), INSERT_BATCH):
-                Allocation.insert_many(rows[start : start + INSERT_BATCH], fields=fields).execute()
+            execute_many(Allocation.insert_many(rows[:1], fields=fields), rows)
             publish_reasons(run_id, effective_date, batch)
             ids += batch_ids
         mark_changed(ids)
@@ -97,13 +95,11 @@ def publish_reasons(run_id: int, effective_date: date, results) -> None:
             )
             .execute()
         )
-        AllocationReason.insert_many(
-            chunk,
-            fields=[
-                AllocationReason.experiment,
-                AllocationReason.effective_date,
-                AllocationReason.run,
-                AllocationReason.reason,
-                AllocationReason.explanation,
-            ],
-        ).execute()
+        fields = [
+            AllocationReason.experiment,
+            AllocationReason.effective_date,
+            AllocationReason.run,
+            AllocationReason.reason,
+            AllocationReason.explanation,
+        ]
+        execute_many(AllocationReason.insert_many(chunk[:1], fields=fields), chunk)

@@ -1,0 +1,116 @@
+"""Nightly job: `python -m scheduler run-once` against numpy drawing the same Beta variates.
+
+    .venv/bin/python bench/nightly.py [--experiments 10000] [--days 3] [--workers 1,2]
+    .venv/bin/python bench/nightly.py --experiments 100000 --days 1 --workers 1
+
+Experiments (2 to 5 arms) are written to a CSV and loaded with `python -m ingest`. The
+baseline draws, in one process, exactly the variates run-once draws (same posteriors, same
+seeds: `default_rng(seed).beta(alpha, beta, size=(10000, arms))` per experiment) and
+nothing else: no database, no argmax, no rounding. run-once is timed as a whole process
+(start, imports, aggregation, sampling, publish) with the peak resident memory of the
+run-once process itself (worker processes, when there are any, are not counted).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import PYTHON, ROOT, bench_env, machine, metric_rows, table, use_database, workdir
+
+
+def effective_date() -> date:
+    """The day run-once computes for (tomorrow in UTC): the baseline uses its seeds."""
+    from zoneinfo import ZoneInfo
+
+    from scheduler.job import next_effective_date
+
+    return next_effective_date(datetime.now(UTC), ZoneInfo("UTC"))
+
+
+def timed_process(command: list[str], env: dict) -> tuple[float, float]:
+    """Run command; return (wall seconds, peak RSS in MB of that process)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{command} failed")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def posteriors(db_path: Path) -> list[tuple]:
+    """(alpha, beta, seed) per experiment, read before the clock starts."""
+    use_database(db_path)
+    from core.db import database, init_database
+    from core.settings import load_settings
+    from scheduler.aggregate import aggregate_counts
+    from scheduler.thompson import Prior, experiment_seed, posterior
+
+    init_database(load_settings().database)
+    with database.connection_context():
+        totals = aggregate_counts()
+    database.close()
+    prepared, day = [], effective_date()
+    for t in totals:
+        alpha, beta = posterior(
+            [a.impressions for a in t.arms], [a.clicks for a in t.arms], Prior()
+        )
+        prepared.append((alpha, beta, experiment_seed(t.experiment_id, day)))
+    return prepared
+
+
+def baseline_seconds(prepared: list[tuple], samples: int) -> float:
+    import numpy as np
+
+    started = time.perf_counter()
+    for alpha, beta, seed in prepared:
+        np.random.default_rng(seed).beta(alpha, beta, size=(samples, len(alpha)))
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=3, help="days of metrics per experiment")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    args = parser.parse_args()
+    print(machine(), file=sys.stderr)
+    rows = []
+    with workdir() as tmp:
+        db_path, csv_path = tmp / "bench.db", tmp / "metrics.csv"
+        from bench.common import write_csv
+
+        count = write_csv(csv_path, metric_rows(args.experiments, days=args.days))
+        env = bench_env(db_path, BANDIT_SCHEDULE_TIMEZONE="UTC")
+        load_s, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
+        print(f"loaded {count:,} rows in {load_s:.1f} s", file=sys.stderr)
+        prepared = posteriors(db_path)
+        base = baseline_seconds(prepared, 10_000)
+        for workers in [int(w) for w in args.workers.split(",")]:
+            run_env = {**env, "BANDIT_SAMPLING_WORKERS": str(workers)}
+            command = [PYTHON, "-m", "scheduler", "run-once"]
+            seconds, peak_mb = timed_process(command, run_env)
+            rows.append(
+                [
+                    f"run-once, {args.experiments:,} experiments, workers={workers}",
+                    f"{base:.1f} s",
+                    f"{seconds:.1f} s",
+                    f"{seconds / base:.2f}x",
+                    f"{base / seconds:.2f}",
+                    f"{seconds / args.experiments * 1e3:.2f} ms",
+                    f"{peak_mb:.0f} MB",
+                ]
+            )
+    header = ["benchmark", "numpy baseline", "job", "job / baseline", "baseline / job"]
+    print(table([*header, "per experiment", "peak RSS run-once"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
