@@ -16,9 +16,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ingest.metrics import MetricRow, StoreResult, store_rows
+from ingest.quickcheck import QuickCheck
 from ingest.validation import Identifier, IsoDate, VariantCounts, date_problem
 
 COLUMNS = ("experiment_id", "date", "variant_id", "impressions", "clicks")
+COLUMN_SET = set(COLUMNS)
 
 
 class MetricRecord(VariantCounts):
@@ -34,14 +36,30 @@ class LoadReport:
 
 
 def csv_records(path: Path) -> Iterator[tuple[int, object]]:
+    """(line, record) per data row: a tuple in COLUMNS order when the row has exactly the
+    header's five cells, else the dict csv.DictReader would give (pydantic names the fault).
+    """
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        reader = csv.reader(f)
+        header = next(reader, [])
+        missing = [c for c in COLUMNS if c not in header]
         if missing:
             yield 1, f"header is missing column(s): {', '.join(missing)}"
             return
-        for record in reader:
-            yield reader.line_num, {k: as_int(v) for k, v in record.items() if k is not None}
+        order = [header.index(c) for c in COLUMNS] if len(set(header)) == len(header) == 5 else None
+        for row in reader:
+            if not row:
+                continue  # csv.DictReader skips empty lines too
+            cells = [as_int(v) for v in row]
+            if order is not None and len(cells) == 5:
+                yield reader.line_num, tuple(cells[i] for i in order)
+            else:
+                yield reader.line_num, as_dict(header, cells)
+
+
+def as_dict(header: list[str], cells: list) -> dict:
+    """What csv.DictReader makes of a row: extra cells dropped, missing ones None."""
+    return {key: cells[i] if i < len(cells) else None for i, key in enumerate(header)}
 
 
 def as_int(value):
@@ -83,16 +101,32 @@ def check_record(record, today: date) -> tuple[MetricRow | None, str | None]:
     return MetricRow(r.experiment_id, r.date, r.variant_id, r.impressions, r.clicks), None
 
 
+def quick_row(quick: QuickCheck, record) -> MetricRow | None:
+    if type(record) is tuple:
+        return quick.accept(*record)
+    if type(record) is dict and record.keys() == COLUMN_SET:
+        return quick.accept(*(record[c] for c in COLUMNS))
+    return None
+
+
+def as_record(record):
+    return dict(zip(COLUMNS, record, strict=True)) if type(record) is tuple else record
+
+
 def validate_file(path: Path, today: date) -> LoadReport:
     report = LoadReport()
+    quick = QuickCheck(today)
     first_line: dict[tuple, int] = {}
     for line, record in records(path):
-        row, problem = check_record(record, today)
+        row, problem = quick_row(quick, record), None
+        if row is None:
+            row, problem = check_record(as_record(record), today)
         if row is not None:
-            key = (row.experiment_id, row.date, row.variant_id)
+            key = row[:3]
             if key in first_line:
                 problem = f"duplicate of line {first_line[key]} for {key[0]}/{key[1]}/{key[2]}"
-            first_line.setdefault(key, line)
+            else:
+                first_line[key] = line
         if problem:
             report.errors.append(f"line {line}: {problem}")
         else:

@@ -1,15 +1,31 @@
-"""Upsert daily metrics: one row per (experiment, date, variant); a repost replaces it."""
+"""Upsert daily metrics: one row per (experiment, date, variant); a repost replaces it.
+
+The same code stores one POST (a few rows) and a bulk load (a million), so it works in
+sets: experiment and variant ids are looked up (and missing ones created) with one query
+per few hundred names, and rows go through one prepared upsert (executemany) rather than
+SQL built per row.
+"""
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from peewee import EXCLUDED
 
-from core.db import write_transaction
+from core.db import execute_many, write_transaction
 from core.models import DailyMetric, Experiment, Variant, utcnow
 from core.serving import mark_changed
 
-UPSERT_BATCH = 300  # rows per INSERT; 5 columns each stays far below SQLite's variable limit
+LOOKUP_BATCH = 500  # names per SELECT ... IN (...)
+UPSERT_BATCH = 50_000  # rows converted to parameters at a time, to bound memory
+UPSERT_FIELDS = [
+    DailyMetric.experiment,
+    DailyMetric.variant,
+    DailyMetric.date,
+    DailyMetric.impressions,
+    DailyMetric.clicks,
+    DailyMetric.updated_at,
+]
 
 
 @dataclass
@@ -19,8 +35,7 @@ class StoreResult:
     new_variants: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class MetricRow:
+class MetricRow(NamedTuple):
     experiment_id: str
     date: date
     variant_id: str
@@ -36,51 +51,73 @@ def rows_of(batch) -> list[MetricRow]:
     ]
 
 
+def in_batches(items: list, size: int = LOOKUP_BATCH):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def experiment_ids(names: list[str]) -> dict[str, int]:
+    found = {}
+    for batch in in_batches(names):
+        query = Experiment.select(Experiment.name, Experiment.id).where(Experiment.name.in_(batch))
+        found.update(query.tuples())
+    return found
+
+
+def variant_ids(experiment_pks: list[int]) -> dict[tuple[int, str], int]:
+    found = {}
+    for batch in in_batches(experiment_pks):
+        query = (
+            Variant.select(Variant.experiment, Variant.name, Variant.id)
+            .where(Variant.experiment.in_(batch))
+            .tuples()
+        )
+        found.update(((exp_pk, name), pk) for exp_pk, name, pk in query)
+    return found
+
+
 class MetricWriter:
-    """Resolves experiment and variant ids once per load and upserts rows in batches."""
+    """Resolves experiment and variant ids for a set of rows, then upserts the rows."""
 
     def __init__(self):
         self.experiment_ids: dict[str, int] = {}
-        self.variant_ids: dict[tuple[str, str], int] = {}
+        self.variant_ids: dict[tuple[int, str], int] = {}
         self.result = StoreResult()
 
-    def experiment_id(self, name: str) -> int:
+    def resolve_experiments(self, rows: list[MetricRow]) -> None:
         # Select-then-insert is race free: we hold the write lock (BEGIN IMMEDIATE).
-        if name not in self.experiment_ids:
-            row = Experiment.get_or_none(Experiment.name == name)
-            if row is None:
-                row = Experiment.create(name=name)
-                self.result.new_experiments.append(name)
-            self.experiment_ids[name] = row.id
-        return self.experiment_ids[name]
+        names = list(dict.fromkeys(r.experiment_id for r in rows))
+        self.experiment_ids = experiment_ids(names)
+        missing = [n for n in names if n not in self.experiment_ids]
+        if missing:
+            execute_many(Experiment.insert(name=missing[0]), [(n,) for n in missing])
+            self.experiment_ids.update(experiment_ids(missing))
+            self.result.new_experiments = missing
 
-    def variant_id(self, experiment: str, name: str) -> int:
-        key = (experiment, name)
-        if key not in self.variant_ids:
-            exp_id = self.experiment_id(experiment)
-            row = Variant.get_or_none((Variant.experiment == exp_id) & (Variant.name == name))
-            if row is None:
-                row = Variant.create(experiment=exp_id, name=name)
-                self.result.new_variants.append(key)
-            self.variant_ids[key] = row.id
-        return self.variant_ids[key]
+    def resolve_variants(self, rows: list[MetricRow]) -> None:
+        self.variant_ids = variant_ids(list(self.experiment_ids.values()))
+        pairs = dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)
+        missing = [p for p in pairs if (self.experiment_ids[p[0]], p[1]) not in self.variant_ids]
+        if missing:
+            # In order of first appearance: variant ids give the arms' order in a split.
+            values = [(self.experiment_ids[e], v) for e, v in missing]
+            execute_many(Variant.insert(experiment=values[0][0], name=values[0][1]), values)
+            self.variant_ids.update(variant_ids(sorted({pk for pk, _ in values})))
+            self.result.new_variants = missing
 
     def upsert(self, rows: list[MetricRow]) -> None:
+        self.resolve_experiments(rows)
+        self.resolve_variants(rows)
         now = utcnow()
-        values = [
-            (
-                self.experiment_id(r.experiment_id),
-                self.variant_id(r.experiment_id, r.variant_id),
-                r.date,
-                r.impressions,
-                r.clicks,
-                now,
-            )
-            for r in rows
-        ]
-        for start in range(0, len(values), UPSERT_BATCH):
-            upsert_values(values[start : start + UPSERT_BATCH])
+        for batch in in_batches(rows, UPSERT_BATCH):
+            values = [self.values(r, now) for r in batch]
+            execute_many(upsert_query(values[0]), values)
         self.result.rows += len(rows)
+
+    def values(self, row: MetricRow, now) -> tuple:
+        exp_pk = self.experiment_ids[row.experiment_id]
+        var_pk = self.variant_ids[exp_pk, row.variant_id]
+        return (exp_pk, var_pk, row.date, row.impressions, row.clicks, now)
 
     def mark_new_for_serving(self) -> None:
         """New experiments and variants change what GET /allocation serves (equal split)."""
@@ -89,26 +126,14 @@ class MetricWriter:
         mark_changed(sorted(changed))
 
 
-def upsert_values(values: list[tuple]) -> None:
-    fields = [
-        DailyMetric.experiment,
-        DailyMetric.variant,
-        DailyMetric.date,
-        DailyMetric.impressions,
-        DailyMetric.clicks,
-        DailyMetric.updated_at,
-    ]
-    (
-        DailyMetric.insert_many(values, fields=fields)
-        .on_conflict(
-            conflict_target=[DailyMetric.experiment, DailyMetric.date, DailyMetric.variant],
-            update={
-                DailyMetric.impressions: EXCLUDED.impressions,
-                DailyMetric.clicks: EXCLUDED.clicks,
-                DailyMetric.updated_at: EXCLUDED.updated_at,
-            },
-        )
-        .execute()
+def upsert_query(first: tuple):
+    return DailyMetric.insert_many([first], fields=UPSERT_FIELDS).on_conflict(
+        conflict_target=[DailyMetric.experiment, DailyMetric.date, DailyMetric.variant],
+        update={
+            DailyMetric.impressions: EXCLUDED.impressions,
+            DailyMetric.clicks: EXCLUDED.clicks,
+            DailyMetric.updated_at: EXCLUDED.updated_at,
+        },
     )
 
 
