@@ -130,7 +130,13 @@ class AllocationCache:
 
     def refresh(self) -> int:
         """Load what changed since the last refresh; return how many experiments."""
-        with self._lock, database.connection_context(), read_transaction():
+        if database.is_closed():
+            with database.connection_context():
+                return self._refresh()
+        return self._refresh()
+
+    def _refresh(self) -> int:
+        with self._lock, read_transaction():
             changed = list(
                 Experiment.select(Experiment.id, Experiment.name, Experiment.version)
                 .where(Experiment.version > self.version)
@@ -165,11 +171,18 @@ class Refresher(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(self.interval_s):
-            try:
-                self.cache.refresh()
-            except Exception:
-                log.exception("allocation refresh failed; retrying")
+        # One connection held open for the life of the process: when the last connection
+        # to a WAL database closes, SQLite checkpoints and deletes the WAL, and without this
+        # one that would happen after every request (each opens and closes its own).
+        database.connect(reuse_if_open=True)
+        try:
+            while not self.stopped.wait(self.interval_s):
+                try:
+                    self.cache.refresh()
+                except Exception:
+                    log.exception("allocation refresh failed; retrying")
+        finally:
+            database.close()
 
     def stop(self) -> None:
         self.stopped.set()

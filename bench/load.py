@@ -1,7 +1,8 @@
 """Load generators for 127.0.0.1 only: wrk when installed, else a small asyncio client.
 
-Both keep connections alive, pick a random path per request from the list given, stop
+Both keep connections alive, pick a random request per request from the list given, stop
 after a fixed duration, and report requests per second, p99 latency and non-200 count.
+A request is a path (GET) or a (method, path, JSON body) tuple.
 """
 
 import asyncio
@@ -25,14 +26,32 @@ class LoadResult:
     tool: str
 
 
-def lua_script(paths: list[str]) -> str:
-    quoted = ",".join(f'"{p}"' for p in paths)
+def as_tuple(request) -> tuple[str, str, bytes | None]:
+    return ("GET", request, None) if isinstance(request, str) else request
+
+
+def lua_script(requests: list) -> str:
+    items = []
+    for method, path, body in map(as_tuple, requests):
+        text = "nil" if body is None else f"[==[{body.decode()}]==]"
+        items.append(f'{{"{method}", "{path}", {text}}}')
     return (
-        f"local paths = {{{quoted}}}\n"
+        f"local requests = {{{','.join(items)}}}\n"
+        'local json = {["Content-Type"] = "application/json"}\n'
         "request = function()\n"
-        '  return wrk.format("GET", paths[math.random(#paths)])\n'
+        "  local r = requests[math.random(#requests)]\n"
+        "  return wrk.format(r[1], r[2], r[3] and json or nil, r[3])\n"
         "end\n"
     )
+
+
+def raw_request(request) -> bytes:
+    method, path, body = as_tuple(request)
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if body is None:
+        return (head + "\r\n").encode()
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
 
 
 def parse_wrk(output: str) -> LoadResult:
@@ -70,7 +89,7 @@ async def read_response(reader: asyncio.StreamReader) -> int:
 
 async def one_connection(port: int, paths: list[str], stop_at: float, latencies: list) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
+    requests = [raw_request(p) for p in paths]
     errors = 0
     try:
         while time.perf_counter() < stop_at:

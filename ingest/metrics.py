@@ -6,6 +6,7 @@ per few hundred names, and rows go through one prepared upsert (executemany) rat
 SQL built per row.
 """
 
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from typing import NamedTuple
@@ -16,6 +17,11 @@ from core.db import execute_many, write_transaction
 from core.models import DailyMetric, Experiment, Variant, utcnow
 from core.serving import mark_changed
 
+# POST /data runs in a thread pool. Threads that find the SQLite write lock taken wait in
+# SQLite's busy handler, which sleeps in steps of up to 100 ms; queued on this lock
+# instead, the next thread starts the moment the last one commits. Writers in other
+# processes (the clock, the bulk loader) still queue on busy_timeout_ms.
+WRITERS_IN_THIS_PROCESS = threading.Lock()
 LOOKUP_BATCH = 500  # names per SELECT ... IN (...)
 UPSERT_BATCH = 50_000  # rows converted to parameters at a time, to bound memory
 UPSERT_FIELDS = [
@@ -140,7 +146,7 @@ def upsert_query(first: tuple):
 def store_rows(rows: list[MetricRow]) -> StoreResult:
     """Upsert all rows in one transaction: either every row lands or none does."""
     writer = MetricWriter()
-    with write_transaction():
+    with WRITERS_IN_THIS_PROCESS, write_transaction():
         writer.upsert(rows)
         writer.mark_new_for_serving()
     return writer.result
