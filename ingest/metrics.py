@@ -6,22 +6,19 @@ per few hundred names, and rows go through one prepared upsert (executemany) rat
 SQL built per row.
 """
 
-import threading
+import functools
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import NamedTuple
 
 from peewee import EXCLUDED
 
-from core.db import execute_many, write_transaction
+from core.db import database, execute_many
 from core.models import DailyMetric, Experiment, Variant, utcnow
 from core.serving import mark_changed
+from ingest.group_commit import GroupCommit
 
-# POST /data runs in a thread pool. Threads that find the SQLite write lock taken wait in
-# SQLite's busy handler, which sleeps in steps of up to 100 ms; queued on this lock
-# instead, the next thread starts the moment the last one commits. Writers in other
-# processes (the clock, the bulk loader) still queue on busy_timeout_ms.
-WRITERS_IN_THIS_PROCESS = threading.Lock()
+WRITES = GroupCommit()  # shared by every thread of this process
 LOOKUP_BATCH = 500  # names per SELECT ... IN (...)
 UPSERT_BATCH = 50_000  # rows converted to parameters at a time, to bound memory
 UPSERT_FIELDS = [
@@ -62,23 +59,33 @@ def in_batches(items: list, size: int = LOOKUP_BATCH):
         yield items[start : start + size]
 
 
+@functools.cache
+def select_sql(kind: str, count: int) -> str:
+    """Peewee's SQL for an id lookup of `count` keys, built once per size: building it costs
+    more than running it, and POST /data runs these on every request."""
+    if kind == "experiments":
+        query = Experiment.select(Experiment.name, Experiment.id).where(
+            Experiment.name.in_([""] * count)
+        )
+    else:
+        query = Variant.select(Variant.experiment, Variant.name, Variant.id).where(
+            Variant.experiment.in_([0] * count)
+        )
+    return query.sql()[0]
+
+
 def experiment_ids(names: list[str]) -> dict[str, int]:
     found = {}
     for batch in in_batches(names):
-        query = Experiment.select(Experiment.name, Experiment.id).where(Experiment.name.in_(batch))
-        found.update(query.tuples())
+        found.update(database.execute_sql(select_sql("experiments", len(batch)), batch))
     return found
 
 
 def variant_ids(experiment_pks: list[int]) -> dict[tuple[int, str], int]:
     found = {}
     for batch in in_batches(experiment_pks):
-        query = (
-            Variant.select(Variant.experiment, Variant.name, Variant.id)
-            .where(Variant.experiment.in_(batch))
-            .tuples()
-        )
-        found.update(((exp_pk, name), pk) for exp_pk, name, pk in query)
+        rows = database.execute_sql(select_sql("variants", len(batch)), batch)
+        found.update(((exp_pk, name), pk) for exp_pk, name, pk in rows)
     return found
 
 
@@ -117,7 +124,7 @@ class MetricWriter:
         now = utcnow()
         for batch in in_batches(rows, UPSERT_BATCH):
             values = [self.values(r, now) for r in batch]
-            execute_many(upsert_query(values[0]), values)
+            database.cursor().executemany(upsert_sql(), values)
         self.result.rows += len(rows)
 
     def values(self, row: MetricRow, now) -> tuple:
@@ -132,6 +139,13 @@ class MetricWriter:
         mark_changed(sorted(changed))
 
 
+@functools.cache
+def upsert_sql() -> str:
+    """The one-row upsert, built by peewee once; every field is given, so no other values."""
+    placeholder = (0, 0, date(2000, 1, 1), 0, 0, datetime(2000, 1, 1))
+    return upsert_query(placeholder).sql()[0]
+
+
 def upsert_query(first: tuple):
     return DailyMetric.insert_many([first], fields=UPSERT_FIELDS).on_conflict(
         conflict_target=[DailyMetric.experiment, DailyMetric.date, DailyMetric.variant],
@@ -144,9 +158,15 @@ def upsert_query(first: tuple):
 
 
 def store_rows(rows: list[MetricRow]) -> StoreResult:
-    """Upsert all rows in one transaction: either every row lands or none does."""
+    """Upsert all rows at once: either every row lands or none does.
+
+    Concurrent calls share a commit (ingest/group_commit.py); each is still all or nothing.
+    """
+    return WRITES.run(lambda: write_rows(rows))
+
+
+def write_rows(rows: list[MetricRow]) -> StoreResult:
     writer = MetricWriter()
-    with WRITERS_IN_THIS_PROCESS, write_transaction():
-        writer.upsert(rows)
-        writer.mark_new_for_serving()
+    writer.upsert(rows)
+    writer.mark_new_for_serving()
     return writer.result
