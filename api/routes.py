@@ -1,10 +1,12 @@
 """HTTP routes. Handlers translate between HTTP and the ingest / scheduler packages."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api import experiments
 from api.policy_routes import allocation_history_response
@@ -21,7 +23,7 @@ from api.schemas import (
 from core.db import database
 from core.models import Experiment, Run
 from core.settings import API_KEYS_VARIABLE
-from ingest.metrics import rows_of, store_rows
+from ingest.metrics import rows_of, submit_rows
 from ingest.validation import DailyMetrics, date_problem
 from scheduler.job import run_job
 
@@ -42,17 +44,18 @@ def unknown(experiment_id: str) -> HTTPException:
 
 
 @router.post("/data", response_model=StoredOut, responses=INVALID, tags=["write"])
-def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
+async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     """Store one day of counts for an experiment's variants. Reposting a day replaces it."""
     problem = date_problem(metrics.date, today(request))
     if problem:
         raise RequestValidationError(
             [{"loc": ("body", "date"), "msg": problem, "type": "value_error"}]
         )
-    with database.connection_context():
-        result = store_rows(rows_of(metrics))
+    # The writer thread stores it (sharing commits under load): no worker thread, no
+    # connection per request.
+    result = await asyncio.wrap_future(submit_rows(rows_of(metrics)))
     if result.new_experiments or result.new_variants:
-        request.app.state.cache.refresh()
+        await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(
         experiment_id=metrics.experiment_id,
         date=metrics.date,

@@ -1,75 +1,111 @@
-"""Group commit: writes that queue up while one commits go into the next commit together.
+"""Group commit: one writer thread stores the metric writes that queue up, many per commit.
 
-With synchronous=FULL every commit waits for the disk, and that wait, not Python, bounds
-how many POST /data a web process can store. Threads that arrive while a commit is under
-way queue here; whichever thread gets the writer lock next stores every queued write in
-one transaction, each inside its own savepoint, and commits once. So:
+With synchronous=FULL every commit waits for the disk, and SQLite takes one writer at a
+time, so a web process stores POST /data fastest by handing every write to one thread:
+it takes whatever has queued while it was busy, runs each write in its own savepoint
+inside one transaction, and commits once. So:
 
 - a write is acknowledged only after the commit that holds it (durability unchanged);
 - each write is still all or nothing: a write that fails rolls back to its savepoint and
-  its thread gets the exception, while the others in the group commit;
-- if the commit itself fails, every write in the group gets that error.
+  its caller gets the exception, while the others in the group commit;
+- if the commit itself fails, every write in the group gets that error;
+- requests neither open a connection nor wait in SQLite's busy handler (which sleeps in
+  steps of up to 100 ms); writers in other processes still queue on busy_timeout_ms.
 
-Threads queued on the writer lock are woken the moment it is free, whereas threads that
-find SQLite's write lock taken sleep in its busy handler (steps of up to 100 ms). Writers
-in other processes (the clock, the bulk loader) still queue on busy_timeout_ms.
+The thread keeps its connection open while writes keep coming, closes it after a second
+without any, and reconnects when init_database has pointed the database at another file.
+Never call store from inside a write transaction: the writer would wait for its lock.
 """
 
+import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import Any
 
 from core.db import database, write_transaction
 
-
-@dataclass
-class Write:
-    work: Callable[[], Any]
-    result: Any = None
-    error: BaseException | None = None
-    done: bool = False
+Work = tuple[Callable[[], Any], Future]
+IDLE_CLOSE_S = 1.0
 
 
 class GroupCommit:
     def __init__(self):
-        self._queue: list[Write] = []
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._path = None
+
+    def submit(self, work: Callable[[], Any]) -> Future:
+        """Queue work() to run inside the writer's next transaction; its result comes back."""
+        future: Future = Future()
+        self._queue.put((work, future))
+        self._ensure_thread()
+        return future
 
     def run(self, work: Callable[[], Any]):
-        """Run work() inside a write transaction shared with the writes queued beside it."""
-        write = Write(work)
-        with self._queue_lock:
-            self._queue.append(write)
-        with self._writer:
-            if not write.done:
-                self._commit(self._take_queue())
-        if write.error is not None:
-            raise write.error
-        return write.result
+        return self.submit(work).result()
 
-    def _take_queue(self) -> list[Write]:
-        with self._queue_lock:
-            group, self._queue = self._queue, []
-        return group
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="writer", daemon=True)
+                self._thread.start()
 
-    def _commit(self, group: list[Write]) -> None:
+    def _serve(self) -> None:
+        while True:
+            group = [self._next()]
+            group += drain(self._queue)
+            try:
+                self._connect()
+                commit_group(group)
+            except BaseException as exc:  # no connection: tell every caller, keep serving
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    def _next(self) -> Work:
         try:
-            with write_transaction():
-                for write in group:
-                    run_in_savepoint(write)
-        except BaseException as exc:  # the commit failed: nothing in the group landed
-            for write in group:
-                write.result, write.error = None, write.error or exc
-        finally:
-            for write in group:
-                write.done = True
+            return self._queue.get(timeout=IDLE_CLOSE_S)
+        except queue.Empty:
+            database.close()
+            return self._queue.get()
+
+    def _connect(self) -> None:
+        if self._path != database.database:  # init_database pointed elsewhere meanwhile
+            database.close()
+            self._path = database.database
+        database.connect(reuse_if_open=True)
 
 
-def run_in_savepoint(write: Write) -> None:
+def drain(q: queue.SimpleQueue) -> list[Work]:
+    taken = []
+    while True:
+        try:
+            taken.append(q.get_nowait())
+        except queue.Empty:
+            return taken
+
+
+def commit_group(group: list[Work]) -> None:
+    results = []
+    try:
+        with write_transaction():
+            results = [run_in_savepoint(work) for work, _ in group]
+    except BaseException as exc:  # the commit failed: nothing in the group landed
+        for _, future in group:
+            future.set_exception(exc)
+        return
+    for (_, future), (result, error) in zip(group, results, strict=True):
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def run_in_savepoint(work: Callable[[], Any]) -> tuple[Any, BaseException | None]:
     try:
         with database.atomic():  # nested in a transaction: a savepoint
-            write.result = write.work()
+            return work(), None
     except Exception as exc:
-        write.error = exc
+        return None, exc

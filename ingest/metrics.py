@@ -7,6 +7,7 @@ SQL built per row.
 """
 
 import functools
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
@@ -162,7 +163,12 @@ def store_rows(rows: list[MetricRow]) -> StoreResult:
 
     Concurrent calls share a commit (ingest/group_commit.py); each is still all or nothing.
     """
-    return WRITES.run(lambda: write_rows(rows))
+    return submit_rows(rows).result()
+
+
+def submit_rows(rows: list[MetricRow]) -> Future:
+    """store_rows without waiting: a Future of its StoreResult (for async callers)."""
+    return WRITES.submit(lambda: write_rows(rows))
 
 
 def write_rows(rows: list[MetricRow]) -> StoreResult:
