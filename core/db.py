@@ -8,6 +8,7 @@ read lock cannot be upgraded.
 
 import math
 import sqlite3
+from datetime import date, datetime
 
 from peewee import SqliteDatabase, fn
 
@@ -63,6 +64,12 @@ def write_transaction():
 def read_transaction():
     """A transaction that gives one consistent snapshot across several queries."""
     return database.atomic("DEFERRED")
+
+
+def bound(value: date | datetime) -> str:
+    """The text sqlite3 stores for a date or datetime (its default adapters), worked out
+    once: binding the object instead calls a Python adapter for every row of a bulk write."""
+    return value.isoformat(" ") if isinstance(value, datetime) else value.isoformat()
 
 
 def execute_many(query, rows: list[tuple]) -> None:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from peewee import EXCLUDED
 
-from core.db import database, execute_many
+from core.db import bound, database, execute_many
 from core.models import DailyMetric, Experiment, Variant, utcnow
 from core.serving import mark_changed
 from ingest.group_commit import GroupCommit
@@ -122,16 +122,17 @@ class MetricWriter:
     def upsert(self, rows: list[MetricRow]) -> None:
         self.resolve_experiments(rows)
         self.resolve_variants(rows)
-        now = utcnow()
+        now = bound(utcnow())
+        days = {day: bound(day) for day in {r.date for r in rows}}
         for batch in in_batches(rows, UPSERT_BATCH):
-            values = [self.values(r, now) for r in batch]
+            values = [self.values(r, days[r.date], now) for r in batch]
             database.cursor().executemany(upsert_sql(), values)
         self.result.rows += len(rows)
 
-    def values(self, row: MetricRow, now) -> tuple:
+    def values(self, row: MetricRow, day, now) -> tuple:
         exp_pk = self.experiment_ids[row.experiment_id]
         var_pk = self.variant_ids[exp_pk, row.variant_id]
-        return (exp_pk, var_pk, row.date, row.impressions, row.clicks, now)
+        return (exp_pk, var_pk, day, row.impressions, row.clicks, now)
 
     def mark_new_for_serving(self) -> None:
         """New experiments and variants change what GET /allocation serves (equal split)."""
