@@ -13,8 +13,10 @@ run-once process itself (worker processes, when there are any, are not counted).
 
 import argparse
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,15 +35,25 @@ def effective_date() -> date:
     return next_effective_date(datetime.now(UTC), ZoneInfo("UTC"))
 
 
-def timed_process(command: list[str], env: dict) -> tuple[float, float]:
-    """Run command; return (wall seconds, peak RSS in MB of that process)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
+def timed_process(command: list[str], env: dict) -> tuple[float, float, str]:
+    """Run command; return (wall seconds, peak RSS in MB of that process, its stderr)."""
+    with tempfile.TemporaryFile("w+") as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        errors.seek(0)
+        text = errors.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command} failed")
-    return elapsed, usage.ru_maxrss / 1024
+        raise RuntimeError(f"{command} failed: {text}")
+    return elapsed, usage.ru_maxrss / 1024, text
+
+
+def publish_seconds(log: str) -> str:
+    found = re.search(r"publish transaction ([\d.]+) s", log)
+    return f"{found.group(1)} s" if found else "?"
 
 
 def posteriors(db_path: Path) -> list[tuple]:
@@ -88,14 +100,14 @@ def main() -> int:
 
         count = write_csv(csv_path, metric_rows(args.experiments, days=args.days))
         env = bench_env(db_path, BANDIT_SCHEDULE_TIMEZONE="UTC")
-        load_s, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
+        load_s, _, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
         print(f"loaded {count:,} rows in {load_s:.1f} s", file=sys.stderr)
         prepared = posteriors(db_path)
         base = baseline_seconds(prepared, 10_000)
         for workers in [int(w) for w in args.workers.split(",")]:
             run_env = {**env, "BANDIT_SAMPLING_WORKERS": str(workers)}
             command = [PYTHON, "-m", "scheduler", "run-once"]
-            seconds, peak_mb = timed_process(command, run_env)
+            seconds, peak_mb, log = timed_process(command, run_env)
             rows.append(
                 [
                     f"run-once, {args.experiments:,} experiments, workers={workers}",
@@ -105,10 +117,11 @@ def main() -> int:
                     f"{base / seconds:.2f}",
                     f"{seconds / args.experiments * 1e3:.2f} ms",
                     f"{peak_mb:.0f} MB",
+                    publish_seconds(log),
                 ]
             )
     header = ["benchmark", "numpy baseline", "job", "job / baseline", "baseline / job"]
-    print(table([*header, "per experiment", "peak RSS run-once"], rows))
+    print(table([*header, "per experiment", "peak RSS run-once", "publish transaction"], rows))
     return 0
 
 

@@ -132,7 +132,7 @@ def bulk_row(args, tmp: Path) -> list:
     days = max(1, round(args.rows / (experiments * 3.5)))
     count = write_csv(csv_path, metric_rows(experiments, days=days))
     env = bench_env(tmp / "bulk.db")
-    seconds, peak_mb = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
+    seconds, peak_mb, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
     return [
         f"python -m ingest, {count:,}-row CSV into an empty database",
         "100,000 rows/s (target)",
