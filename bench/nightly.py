@@ -7,12 +7,11 @@ Experiments (2 to 5 arms) are written to a CSV and loaded with `python -m ingest
 baseline draws, in one process, exactly the variates run-once draws (same posteriors, same
 seeds: `default_rng(seed).beta(alpha, beta, size=(10000, arms))` per experiment) and
 nothing else: no database, no argmax, no rounding. run-once is timed as a whole process
-(start, imports, aggregation, sampling, publish) with the peak resident memory of the
-run-once process itself (worker processes, when there are any, are not counted).
+(start, imports, aggregation, sampling, publish) with the peak resident memory (VmHWM) of
+the run-once process itself (worker processes, when there are any, are not counted).
 """
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -35,20 +34,19 @@ def effective_date() -> date:
     return next_effective_date(datetime.now(UTC), ZoneInfo("UTC"))
 
 
-def timed_process(command: list[str], env: dict) -> tuple[float, float, str]:
-    """Run command; return (wall seconds, peak RSS in MB of that process, its stderr)."""
+def timed_process(module_args: list[str], env: dict) -> tuple[float, float, str]:
+    """Run `python -m MODULE ARGS`; return (wall seconds, its peak RSS in MB, its stderr)."""
+    command = [PYTHON, "-m", "bench.peak", *module_args]
     with tempfile.TemporaryFile("w+") as errors:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors
-        )
-        _, status, usage = os.wait4(process.pid, 0)
+        done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
         elapsed = time.perf_counter() - started
         errors.seek(0)
         text = errors.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    if done.returncode != 0:
         raise RuntimeError(f"{command} failed: {text}")
-    return elapsed, usage.ru_maxrss / 1024, text
+    peak_kb = re.search(r"peak-rss-kb (\d+)", text)
+    return elapsed, int(peak_kb.group(1)) / 1024 if peak_kb else float("nan"), text
 
 
 def publish_seconds(log: str) -> str:
@@ -100,14 +98,13 @@ def main() -> int:
 
         count = write_csv(csv_path, metric_rows(args.experiments, days=args.days))
         env = bench_env(db_path, BANDIT_SCHEDULE_TIMEZONE="UTC")
-        load_s, _, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
+        load_s, _, _ = timed_process(["ingest", str(csv_path)], env)
         print(f"loaded {count:,} rows in {load_s:.1f} s", file=sys.stderr)
         prepared = posteriors(db_path)
         base = baseline_seconds(prepared, 10_000)
         for workers in [int(w) for w in args.workers.split(",")]:
             run_env = {**env, "BANDIT_SAMPLING_WORKERS": str(workers)}
-            command = [PYTHON, "-m", "scheduler", "run-once"]
-            seconds, peak_mb, log = timed_process(command, run_env)
+            seconds, peak_mb, log = timed_process(["scheduler", "run-once"], run_env)
             rows.append(
                 [
                     f"run-once, {args.experiments:,} experiments, workers={workers}",

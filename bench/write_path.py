@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    PYTHON,
     bench_env,
     machine,
     metric_rows,
@@ -132,7 +131,7 @@ def bulk_row(args, tmp: Path) -> list:
     days = max(1, round(args.rows / (experiments * 3.5)))
     count = write_csv(csv_path, metric_rows(experiments, days=days))
     env = bench_env(tmp / "bulk.db")
-    seconds, peak_mb, _ = timed_process([PYTHON, "-m", "ingest", str(csv_path)], env)
+    seconds, peak_mb, _ = timed_process(["ingest", str(csv_path)], env)
     return [
         f"python -m ingest, {count:,}-row CSV into an empty database",
         "100,000 rows/s (target)",

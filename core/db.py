@@ -66,9 +66,10 @@ def read_transaction():
     return database.atomic("DEFERRED")
 
 
-def bound(value: date | datetime) -> str:
+def bound(value: date) -> str:
     """The text sqlite3 stores for a date or datetime (its default adapters), worked out
-    once: binding the object instead calls a Python adapter for every row of a bulk write."""
+    once: binding the object instead calls a Python adapter for every row of a bulk write.
+    (datetime is a subclass of date.)"""
     return value.isoformat(" ") if isinstance(value, datetime) else value.isoformat()
 
 
@@ -82,5 +83,5 @@ def execute_many(query, rows: list[tuple]) -> None:
     if not rows:
         return
     sql, params = query.sql()
-    constant = tuple(params[len(rows[0]) :])
+    constant = tuple(bound(v) if isinstance(v, date) else v for v in params[len(rows[0]) :])
     database.cursor().executemany(sql, [(*row, *constant) for row in rows])

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from core import testhooks
-from core.db import execute_many, write_transaction
+from core.db import bound, execute_many, write_transaction
 from core.models import Allocation
 from core.policy_models import AllocationReason
 from core.serving import mark_changed
@@ -31,7 +31,7 @@ class ExperimentAllocation:
     explanation: str = ""
 
 
-def allocation_rows(run_id: int, effective_date: date, results) -> list[tuple]:
+def allocation_rows(run_id: int, effective_date: date | str, results) -> list[tuple]:
     return [
         (
             r.experiment_pk,
@@ -62,7 +62,7 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
         Allocation.seed,
         Allocation.run,
     ]
-    ids = []
+    ids, day = [], bound(effective_date)  # bound once, not per row
     with write_transaction():
         for batch in batched(results, DELETE_BATCH):
             batch_ids = [r.experiment_pk for r in batch]
@@ -74,7 +74,7 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
                 )
                 .execute()
             )
-            rows = allocation_rows(run_id, effective_date, batch)
+            rows = allocation_rows(run_id, day, batch)
             execute_many(Allocation.insert_many(rows[:1], fields=fields), rows)
             publish_reasons(run_id, effective_date, batch)
             ids += batch_ids
