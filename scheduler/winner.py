@@ -30,9 +30,19 @@ def best_share(draws: np.ndarray) -> np.ndarray:
     return wins / draws.shape[0]
 
 
+def row_max(draws: np.ndarray) -> np.ndarray:
+    """draws.max(axis=1), column by column: the same values, about 15 times faster for a
+    few arms, because numpy reduces along a short contiguous axis slowly (the nightly job
+    does this for every experiment)."""
+    best = draws[:, 0].copy()
+    for arm in range(1, draws.shape[1]):
+        np.maximum(best, draws[:, arm], out=best)
+    return best
+
+
 def value_remaining(draws: np.ndarray, leader: int) -> float:
     lead = np.maximum(draws[:, leader], np.finfo(np.float64).tiny)
-    return float(np.percentile((draws.max(axis=1) - lead) / lead, 95))
+    return float(np.percentile((row_max(draws) - lead) / lead, 95))
 
 
 def check_winner(
