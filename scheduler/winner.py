@@ -5,6 +5,7 @@ an arm wins when P(best) >= winner_probability and the 95th percentile, over the
 draws, of (theta_max - theta_leader) / theta_leader is below value_remaining.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,22 @@ def row_max(draws: np.ndarray) -> np.ndarray:
     return best
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q) of a 1-d float array (its default linear method), bit for
+    bit, without its generic machinery: a fifth of the cost of the draws otherwise."""
+    virtual = (len(values) - 1) * (q / 100)
+    low = math.floor(virtual)
+    if low + 1 >= len(values):
+        return float(np.max(values))
+    gamma = virtual - low
+    a, b = np.partition(values, (low, low + 1))[low : low + 2]
+    # numpy's _lerp: from the nearer end, so that gamma 0 and 1 give a and b exactly.
+    return float(a + (b - a) * gamma if gamma < 0.5 else b - (b - a) * (1 - gamma))
+
+
 def value_remaining(draws: np.ndarray, leader: int) -> float:
     lead = np.maximum(draws[:, leader], np.finfo(np.float64).tiny)
-    return float(np.percentile((row_max(draws) - lead) / lead, 95))
+    return percentile((row_max(draws) - lead) / lead, 95)
 
 
 def check_winner(

@@ -4,6 +4,7 @@ import dataclasses
 import io
 from datetime import date
 
+import numpy as np
 import pytest
 
 from core.models import Allocation
@@ -11,6 +12,7 @@ from ingest.metrics import MetricRow, store_rows
 from scheduler import job
 from scheduler.aggregate import aggregate_counts, totals_in_chunks
 from scheduler.batches import batched, in_order, spill, unspill
+from scheduler.winner import percentile, row_max
 from tests.conftest import utc
 
 NOW = utc(2025, 12, 22, 23, 50)
@@ -83,3 +85,18 @@ def test_spill_gives_back_every_item_in_order():
 
 def test_in_order_keeps_task_order_in_this_process():
     assert list(in_order(abs, [-3, 2, -1], workers=1)) == [3, 2, 1]
+
+
+@pytest.mark.parametrize("q", [95, 50, 0, 100, 99.9])
+def test_fast_percentile_is_numpy_percentile_bit_for_bit(q):
+    rng = np.random.default_rng(int(q * 10))
+    for size in [1, 2, 3, 10, 999, 10_000]:
+        for _ in range(50):
+            values = rng.beta(2.0, 30.0, size) * rng.choice([1e-9, 1.0, 1e9])
+            assert percentile(values, q) == np.percentile(values, q)
+        assert percentile(np.zeros(size), q) == np.percentile(np.zeros(size), q)
+
+
+def test_row_max_is_numpy_max_over_arms():
+    draws = np.random.default_rng(3).beta([2.0, 3.0, 4.0], 20.0, size=(1000, 3))
+    assert np.array_equal(row_max(draws), draws.max(axis=1))
