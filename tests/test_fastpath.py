@@ -1,9 +1,17 @@
 """The GET /allocation fast path: the same bytes as the FastAPI route, and only when plain."""
 
+import dataclasses
+
 import fastapi
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from core.secrets import ApiKeys
 from tests.conftest import CONTRACT_POST
+
+KEY = "test-key-0123456789"
+GOOD = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
@@ -66,3 +74,12 @@ def test_unknown_and_missing_ids_keep_the_api_error_shape(published):
 
 def test_head_and_other_methods_go_to_fastapi(published):
     assert published.post("/allocation?experiment_id=ctr_test").status_code == 405
+
+
+def test_when_reads_need_a_key_a_known_experiment_is_not_served_without_one(settings):
+    auth = dataclasses.replace(settings.auth, require_key_for_reads=True)
+    app = create_app(dataclasses.replace(settings, auth=auth), ApiKeys([KEY]))
+    with TestClient(app) as keyed:
+        assert keyed.post("/data", json=CONTRACT_POST, headers=GOOD).status_code == 200
+        assert keyed.get("/allocation?experiment_id=ctr_test").status_code == 401
+        assert keyed.get("/allocation?experiment_id=ctr_test", headers=GOOD).status_code == 200
