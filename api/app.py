@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from api.auth import AccessPolicy, RequireApiKey
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
-from api.fastpath import ALLOCATION_PATH, AllocationApp
+from api.fastpath import AllocationApp
 from api.limits import LimitBodySize
 from api.openapi import install_openapi
 from api.policy_routes import router as policy_router
@@ -53,8 +53,6 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
         app.state.settings, load_api_keys() if api_keys is None else api_keys
     )
     app.state.cache = AllocationCache()
-    # The fast path answers before any middleware, so not when reads need a key.
-    app.fast_allocation = not app.state.access.needs_key("GET", ALLOCATION_PATH)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(policy_router)

@@ -5,6 +5,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from peewee import OperationalError
 from starlette.exceptions import HTTPException
 
 from api.openapi import documented_methods
@@ -74,7 +75,18 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+    """The write lock stayed taken past busy_timeout_ms (a long publish, a bulk load):
+    nothing was stored and the client may retry, so say so instead of a bare 500."""
+    if "locked" not in str(exc) and "busy" not in str(exc):
+        return await unexpected_error(request, exc)
+    log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
+    message = "the database is busy with another write; nothing was stored, retry shortly"
+    return JSONResponse(error_body("busy", message), status_code=503, headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(Exception, unexpected_error)

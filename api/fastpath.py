@@ -8,12 +8,14 @@ pre-encoded bytes. Anything else (unknown experiment, missing or extra parameter
 declared: it documents the endpoint in OpenAPI and gives every error its usual JSON shape.
 The two paths return byte-identical responses (a test checks this).
 
-This runs before any middleware. A middleware that must see every read (a read API key,
-for example) has to be checked here as well, or turn the fast path off
-(`app.fast_allocation = False`).
+This runs before any middleware, so it applies the read-key check itself (the same pure
+function the middleware uses); a request without a good key falls through to FastAPI,
+whose middleware answers 401. Set `app.fast_allocation = False` to turn the path off.
 """
 
 from fastapi import FastAPI
+
+from api.auth import header
 
 ALLOCATION_PATH = "/allocation"
 QUERY_PREFIX = b"experiment_id="
@@ -41,10 +43,16 @@ class AllocationApp(FastAPI):
             and scope["method"] == "GET"
         ):
             found = self.state.cache.encoded.get(scope["query_string"])
-            if found is not None:
+            if found is not None and self.may_read(scope):
                 headers, body = found
                 # Fresh message dicts: a server or wrapper may keep or change what it is sent.
                 await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
                 await send({"type": "http.response.body", "body": body})
                 return
         await super().__call__(scope, receive, send)
+
+    def may_read(self, scope) -> bool:
+        access = self.state.access
+        if not access.needs_key("GET", ALLOCATION_PATH):
+            return True
+        return access.allows("GET", ALLOCATION_PATH, header(scope, b"authorization"))

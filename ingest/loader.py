@@ -24,6 +24,7 @@ from ingest.validation import Identifier, IsoDate, VariantCounts, date_problem
 
 COLUMNS = ("experiment_id", "date", "variant_id", "impressions", "clicks")
 COLUMN_SET = set(COLUMNS)
+COUNT_COLUMNS = frozenset({"impressions", "clicks"})
 
 
 class MetricRecord(VariantCounts):
@@ -41,7 +42,7 @@ class LoadReport:
 def csv_records(path: Path) -> Iterator[tuple[int, object]]:
     """(line, record) per data row: a tuple of the five cells' text in COLUMNS order when
     the row has exactly the header's five cells, else the dict csv.DictReader would give
-    with as_int applied (pydantic names the fault). Only this yields tuples.
+    with the counts as ints (pydantic names the fault). Only this yields tuples.
     """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -56,7 +57,7 @@ def csv_records(path: Path) -> Iterator[tuple[int, object]]:
             if in_order is not None and len(row) == 5:
                 yield reader.line_num, in_order(row)
             elif row:  # csv.DictReader skips empty lines too
-                yield reader.line_num, as_dict(header, [as_int(v) for v in row])
+                yield reader.line_num, counts_as_ints(as_dict(header, row))
 
 
 def as_dict(header: list[str], cells: list) -> dict:
@@ -67,6 +68,11 @@ def as_dict(header: list[str], cells: list) -> dict:
 def as_int(value):
     """CSV cells are text: turn plain digit strings into ints so StrictInt accepts them."""
     return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+
+
+def counts_as_ints(record: dict) -> dict:
+    """Only the count cells: an all-digit id such as "123" stays text, as in POST /data."""
+    return {k: as_int(v) if k in COUNT_COLUMNS else v for k, v in record.items()}
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
@@ -112,9 +118,9 @@ def quick_row(quick: QuickCheck, record) -> MetricRow | None:
 
 
 def as_record(record):
-    """The record as the model sees it: CSV text cells become what DictReader + as_int give."""
+    """The record as the model sees it: CSV text cells, with the counts as ints."""
     if type(record) is tuple:
-        return {c: as_int(v) for c, v in zip(COLUMNS, record, strict=True)}
+        return counts_as_ints(dict(zip(COLUMNS, record, strict=True)))
     return record
 
 

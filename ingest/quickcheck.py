@@ -33,16 +33,15 @@ class QuickCheck:
     def __init__(self, today: date):
         self.today = today
         self.ids: set[str] = set()  # valid ids
-        self.text_ids: set[str] = set()  # valid ids that a CSV cell can hold (not all digits)
         self.dates: dict[str, date | None] = {}
 
     def accept_text(self, experiment_id, day, variant_id, impressions, clicks):
-        """A CSV row's text cells. The loader turns ASCII digit cells into ints
-        (ingest/loader.py as_int), so counts must be digits and ids must not be."""
-        ids = self.text_ids
-        if experiment_id not in ids and not self.learn_text_id(experiment_id):
+        """A CSV row's text cells. The loader turns the count cells into ints when they are
+        ASCII digits (ingest/loader.py counts_as_ints), so counts must be digits."""
+        ids = self.ids
+        if experiment_id not in ids and not self.learn_id(experiment_id):
             return None
-        if variant_id not in ids and not self.learn_text_id(variant_id):
+        if variant_id not in ids and not self.learn_id(variant_id):
             return None
         if not (digits_only(impressions) and digits_only(clicks)):
             return None
@@ -70,12 +69,6 @@ class QuickCheck:
     def learn_id(self, value) -> bool:
         if type(value) is str and ID_TEXT.fullmatch(value):
             self.ids.add(value)
-            return True
-        return False
-
-    def learn_text_id(self, value: str) -> bool:
-        if not digits_only(value) and self.learn_id(value):
-            self.text_ids.add(value)
             return True
         return False
 

@@ -1,32 +1,14 @@
 """From aggregated counts and each experiment's policy to the allocations the job publishes."""
 
-from datetime import date, timedelta
+from datetime import date
 
 from core import testhooks
 from core.settings import Settings
-from scheduler.aggregate import ExperimentTotals, aggregate_counts
+from scheduler.aggregate import ExperimentTotals
 from scheduler.policy import ArmCounts, decide
-from scheduler.policy_store import PolicyState, load_states
+from scheduler.policy_store import PolicyState
 from scheduler.publish import ArmAllocation, ExperimentAllocation
-from scheduler.runs import until_stopped
 from scheduler.thompson import Prior, experiment_seed, round_to_hundred
-
-
-def allocate_all(
-    effective_date: date, settings: Settings, experiment_id: str | None = None, should_stop=None
-) -> list[ExperimentAllocation]:
-    """Every experiment's split for `effective_date`, counted as of the run's local day.
-
-    should_stop() is asked before each experiment; once true, RunCancelled is raised.
-    """
-    as_of = effective_date - timedelta(days=1)
-    totals = aggregate_counts(experiment_id, as_of=as_of, defaults=settings.policy)
-    states = load_states([t.experiment_pk for t in totals], settings.policy)
-    results = [
-        allocate(t, states[t.experiment_pk], effective_date, settings)
-        for t in until_stopped(totals, should_stop)
-    ]
-    return [r for r in results if r is not None]
 
 
 def allocate(

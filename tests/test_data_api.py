@@ -197,3 +197,27 @@ def test_405_lists_every_method_the_path_serves(client):
     response = client.request("OPTIONS", "/experiments/ctr_test/settings")
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) >= {"GET", "PUT"}
+
+
+def test_write_lock_held_past_the_busy_timeout_is_a_503_that_stores_nothing(settings):
+    import dataclasses
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    quick = dataclasses.replace(settings.database, busy_timeout_ms=50)
+    with TestClient(create_app(dataclasses.replace(settings, database=quick))) as client:
+        holder = sqlite3.connect(settings.database.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's long write, say a bulk load
+        try:
+            response = client.post("/data", json=CONTRACT_POST)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"] == "busy"
+        assert row_count() == (0, 0, 0)
+        assert client.post("/data", json=CONTRACT_POST).status_code == 200

@@ -83,3 +83,19 @@ def test_when_reads_need_a_key_a_known_experiment_is_not_served_without_one(sett
         assert keyed.post("/data", json=CONTRACT_POST, headers=GOOD).status_code == 200
         assert keyed.get("/allocation?experiment_id=ctr_test").status_code == 401
         assert keyed.get("/allocation?experiment_id=ctr_test", headers=GOOD).status_code == 200
+
+
+def test_with_read_keys_the_fast_path_serves_requests_that_carry_a_good_key(settings, monkeypatch):
+    auth = dataclasses.replace(settings.auth, require_key_for_reads=True)
+    app = create_app(dataclasses.replace(settings, auth=auth), ApiKeys([KEY]))
+    with TestClient(app) as keyed:
+        keyed.post("/data", json=CONTRACT_POST, headers=GOOD)
+
+        def not_reached(*args):
+            raise AssertionError("the request went through FastAPI")
+
+        monkeypatch.setattr(fastapi.FastAPI, "__call__", not_reached)
+        assert keyed.get("/allocation?experiment_id=ctr_test", headers=GOOD).status_code == 200
+        monkeypatch.undo()
+        wrong = {"Authorization": "Bearer wrong-key-0000000000000000"}
+        assert keyed.get("/allocation?experiment_id=ctr_test", headers=wrong).status_code == 401

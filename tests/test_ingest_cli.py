@@ -108,3 +108,10 @@ def test_csv_without_the_columns_is_rejected(env, tmp_path, capsys):
 def test_missing_file_is_an_error(env, tmp_path, capsys):
     assert main([str(tmp_path / "nope.csv")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_all_digit_ids_load_from_csv_as_they_do_through_post(env, tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text(HEADER + "123,2025-12-22,7,1000,50\n")
+    assert main([str(path)]) == 0
+    assert stored_counts("123") == [("2025-12-22", "7", 1000, 50)]
