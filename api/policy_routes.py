@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.history import allocation_on, allocation_series
 from api.policy_schemas import HistoryItem, SettingsIn, SettingsOut
-from core.db import database
+from core.db import database, write_transaction
 from core.models import Experiment, Variant
 from core.settings import policy_conflict
 from scheduler.policy_store import (
@@ -79,8 +79,10 @@ def get_settings(request: Request, experiment_id: str) -> dict:
 @router.put("/experiments/{experiment_id}/settings", response_model=SettingsOut)
 def put_settings(request: Request, experiment_id: str, body: SettingsIn) -> dict:
     """Set the fields sent (null resets one to the config default); takes effect next run."""
+    # Checks and writes share one write transaction (BEGIN IMMEDIATE) here and in the
+    # archive routes: two concurrent requests cannot both pass a check only one may pass.
     changes = {key: getattr(body, key) for key in body.model_fields_set}
-    with database.connection_context():
+    with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         check_settings(experiment, request, changes)
         save_overrides(experiment.id, changes)
@@ -112,7 +114,7 @@ def unarchive_experiment(request: Request, experiment_id: str) -> dict:
 
 
 def experiment_archived(request: Request, experiment_id: str, archived: bool) -> dict:
-    with database.connection_context():
+    with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         set_experiment_archived(experiment.id, archived)
         return settings_body(experiment, request)
@@ -123,7 +125,7 @@ def experiment_archived(request: Request, experiment_id: str, archived: bool) ->
 )
 def archive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
     """Stop allocating to this arm from the next run; its data and history stay."""
-    with database.connection_context():
+    with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         variant = find_variant(experiment, variant_id)
         state = load_state(experiment.id, request.app.state.settings.policy)
@@ -132,8 +134,9 @@ def archive_variant(request: Request, experiment_id: str, variant_id: str) -> di
                 "variant_id", "the last active arm cannot be archived; archive the experiment"
             )
         set_variant_archived(variant, True)
-        request.app.state.cache.refresh()
-        return settings_body(experiment, request)
+        body = settings_body(experiment, request)
+    request.app.state.cache.refresh()  # after the commit, so it sees the change
+    return body
 
 
 @router.post(
@@ -141,7 +144,7 @@ def archive_variant(request: Request, experiment_id: str, variant_id: str) -> di
 )
 def unarchive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
     """Allocate to this arm again from the next run."""
-    with database.connection_context():
+    with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         variant = find_variant(experiment, variant_id)
         state = load_state(experiment.id, request.app.state.settings.policy)
@@ -151,8 +154,9 @@ def unarchive_variant(request: Request, experiment_id: str, variant_id: str) -> 
             if problem:
                 raise invalid("variant_id", f"min_allocation {problem}")
         set_variant_archived(variant, False)
-        request.app.state.cache.refresh()
-        return settings_body(experiment, request)
+        body = settings_body(experiment, request)
+    request.app.state.cache.refresh()  # after the commit, so it sees the change
+    return body
 
 
 @router.get("/experiments/{experiment_id}/allocations", response_model=list[HistoryItem])

@@ -94,13 +94,21 @@ def commit_group(group: list[Work]) -> None:
             results = [run_in_savepoint(work) for work, _ in group]
     except BaseException as exc:  # the commit failed: nothing in the group landed
         for _, future in group:
-            future.set_exception(exc)
+            settle(future, error=exc)
         return
     for (_, future), (result, error) in zip(group, results, strict=True):
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+        settle(future, result, error)
+
+
+def settle(future: Future, result=None, error: BaseException | None = None) -> None:
+    """Give the caller its outcome, unless it has given up (its request was cancelled):
+    setting a cancelled future raises, which would fail every later write in the group."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def run_in_savepoint(work: Callable[[], Any]) -> tuple[Any, BaseException | None]:

@@ -88,6 +88,25 @@ def catch_up(settings: Settings, now: datetime, stop: threading.Event | None = N
     return run_scheduled(settings, "catch_up", fire, now, stop) is not None
 
 
+def catch_up_until_current(settings: Settings, stop: threading.Event | None = None) -> int:
+    """Catch up until no scheduled time is missed; return how many runs ran.
+
+    A catch-up can outlast the next scheduled time (a long run started just before it).
+    APScheduler starts only afterwards and would never fire that time, so look again. A
+    time whose run did not succeed is not retried here: its failure is in the runs table.
+    """
+    handled, ran = set(), 0
+    while True:
+        now = datetime.now(UTC)
+        fire = missed_run(last_scheduled_success(), now, *settings.run_hour_minute, settings.tz)
+        if fire is None or fire in handled:
+            return ran
+        handled.add(fire)
+        ran += catch_up(settings, now, stop)  # a stop set meanwhile ends it 'cancelled'
+        if stop is not None and stop.is_set():
+            return ran
+
+
 def build_scheduler(settings: Settings, stop: threading.Event | None = None) -> BackgroundScheduler:
     hour, minute = settings.run_hour_minute
     scheduler = BackgroundScheduler(timezone=settings.tz)
@@ -118,7 +137,7 @@ def run_clock(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     stop_on_signals(stop)
     if settings.schedule.catch_up:
-        catch_up(settings, datetime.now(UTC), stop)
+        catch_up_until_current(settings, stop)
     if stop.is_set():
         log.info("clock stopped during the catch-up run")
         return

@@ -22,6 +22,7 @@ from scheduler.runs import (
     RunCancelled,
     finish_run,
     lease_kept,
+    mark_succeeded,
     raise_if_stopped,
     start_run,
     until_stopped,
@@ -105,7 +106,12 @@ def run_job(
                 processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
                 publish_started = time.monotonic()
-                publish_allocations(run_id, effective_date, unspill(spilled))
+                publish_allocations(
+                    run_id,
+                    effective_date,
+                    unspill(spilled),
+                    before_commit=lambda: mark_succeeded(run_id, processed),
+                )
         except RunCancelled as exc:
             log.warning("run %s cancelled before publishing", run_id)
             finish_run(run_id, "cancelled", 0, str(exc))
@@ -114,7 +120,6 @@ def run_job(
             log.exception("run %s failed", run_id)
             finish_run(run_id, "failed", 0, f"{type(exc).__name__}: {exc}")
             return RunSummary(run_id, trigger, effective_date, "failed", 0, str(exc))
-        finish_run(run_id, "success", processed)
     log.info(
         "run %s published %d experiments for %s (publish transaction %.2f s)",
         run_id,

@@ -47,11 +47,12 @@ def allocation_rows(run_id: int, effective_date: date | str, results) -> list[tu
     ]
 
 
-def publish_allocations(run_id: int, effective_date: date, results) -> None:
+def publish_allocations(run_id: int, effective_date: date, results, before_commit=None) -> None:
     """Replace each experiment's allocation for the day; all or nothing.
 
     `results` may be a stream (read back from a spill file): it is written a batch at a
-    time, all inside one write transaction.
+    time, all inside one write transaction. before_commit() runs last inside it (the job
+    records the run's success there, so the split and its run's status commit together).
     """
     fields = [
         Allocation.experiment,
@@ -80,6 +81,8 @@ def publish_allocations(run_id: int, effective_date: date, results) -> None:
             ids += batch_ids
         mark_changed(ids)
         testhooks.pause("publish")
+        if before_commit is not None:
+            before_commit()
 
 
 def publish_reasons(run_id: int, effective_date: date, results) -> None:

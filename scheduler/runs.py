@@ -119,6 +119,27 @@ def finish_run(run_id: int, status: str, processed: int, error: str | None = Non
         )
 
 
+class RunLost(Exception):
+    """Another process marked this run abandoned while it worked; it must not publish."""
+
+
+def mark_succeeded(run_id: int, processed: int) -> None:
+    """Inside the publish transaction: a run is 'success' exactly when its split is
+    committed, and a run another process has meanwhile marked abandoned publishes nothing."""
+    updated = (
+        Run.update(
+            status="success",
+            experiments_processed=processed,
+            finished_at=utcnow(),
+            lease_until=None,
+        )
+        .where((Run.id == run_id) & (Run.status == "running"))
+        .execute()
+    )
+    if updated != 1:
+        raise RunLost(f"run {run_id} was marked abandoned by another process; not publishing")
+
+
 def renew_lease(run_id: int, lease_seconds: int) -> bool:
     """Push the lease forward; False if the row is no longer ours to renew."""
     with database.connection_context(), write_transaction():

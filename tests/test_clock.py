@@ -122,3 +122,26 @@ def test_scheduler_next_fire_is_the_configured_local_time(settings):
     trigger = scheduler.get_job("nightly").trigger
     fire = trigger.get_next_fire_time(None, datetime(2025, 12, 22, 12, 0, tzinfo=BERLIN))
     assert fire == datetime(2025, 12, 23, 6, 15, tzinfo=BERLIN)
+
+
+def test_a_catch_up_that_outlasts_the_next_scheduled_time_is_followed_by_that_run(
+    db, settings, monkeypatch
+):
+    from datetime import timedelta
+
+    from scheduler import clock
+
+    seed_data()
+    with freeze_time("2025-12-23 23:49:00") as frozen:
+        original = clock.run_scheduled
+
+        def slow_run(*args, **kwargs):
+            result = original(*args, **kwargs)
+            frozen.tick(timedelta(minutes=2))  # the run ends after the next 23:50
+            return result
+
+        monkeypatch.setattr(clock, "run_scheduled", slow_run)
+        assert clock.catch_up_until_current(settings) == 2
+    runs = list(Run.select().order_by(Run.id))
+    assert [(r.trigger, r.status) for r in runs] == [("catch_up", "success")] * 2
+    assert [r.effective_date for r in runs] == [date(2025, 12, 23), date(2025, 12, 24)]

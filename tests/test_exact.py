@@ -46,3 +46,13 @@ def test_exact_handles_a_posterior_concentrated_by_a_million_impressions():
     result = exact_prob_best(alpha, beta)
     assert result == pytest.approx(reference_prob_best(alpha, beta), abs=1e-4)
     assert result[1] > 0.9
+
+
+def test_exact_with_many_arms_stays_bounded_and_agrees_with_sampling():
+    # 60 arms: the grid is capped (MAX_GRID_POINTS), and the result still matches the draws.
+    alpha = 50.0 + np.arange(60) * 0.5
+    beta = np.full(60, 950.0)
+    exact = exact_prob_best(alpha, beta)
+    sampled = prob_best(alpha, beta, 10_000, 11)
+    assert exact.sum() == pytest.approx(1.0)
+    assert np.all(np.abs(sampled - exact) <= 4 * np.sqrt(exact * (1 - exact) / 10_000) + 1e-3)

@@ -135,7 +135,7 @@ def test_failed_publish_keeps_previous_allocations_and_records_the_error(db, set
     run_job(NOW, settings)
     before = allocations()
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(job, "publish_allocations", broken)
@@ -198,3 +198,45 @@ def test_run_once_command_publishes_and_reports(settings, monkeypatch, capsys):
     assert "unknown experiment 'missing'" in capsys.readouterr().err
     with database.connection_context():
         assert Run.select().where(Run.status == "success").count() == 1
+
+
+def test_a_published_run_is_success_in_the_same_commit(db, settings, monkeypatch):
+    # If the process died right after the publish commit, the run must not read 'failed'
+    # while its split is served: the status is written inside the publish transaction.
+    from scheduler import runs
+
+    load(
+        ("ctr_test", date(2025, 12, 21), "control", 100, 5),
+        ("ctr_test", date(2025, 12, 21), "v", 100, 7),
+    )
+    statuses = []
+    original = runs.mark_succeeded
+
+    def spy(run_id, processed):
+        original(run_id, processed)
+        statuses.append(Run.get_by_id(run_id).status)  # still inside the transaction
+
+    monkeypatch.setattr(job, "mark_succeeded", spy)
+    summary = run_job(NOW, settings)
+    assert statuses == ["success"]
+    assert Run.get_by_id(summary.run_id).experiments_processed == 1
+
+
+def test_a_run_marked_abandoned_meanwhile_publishes_nothing(db, settings, monkeypatch):
+    from scheduler import publish
+
+    load(
+        ("ctr_test", date(2025, 12, 21), "control", 100, 5),
+        ("ctr_test", date(2025, 12, 21), "v", 100, 7),
+    )
+    original = publish.mark_changed
+
+    def abandoned_by_another_process(ids):
+        original(ids)
+        Run.update(status="failed", error="abandoned").where(Run.status == "running").execute()
+
+    monkeypatch.setattr(publish, "mark_changed", abandoned_by_another_process)
+    summary = run_job(NOW, settings)
+    assert summary.status == "failed"
+    assert "marked abandoned" in summary.error
+    assert Allocation.select().count() == 0

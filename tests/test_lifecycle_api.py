@@ -249,3 +249,32 @@ def test_equal_split_before_the_first_run_leaves_out_archived_arms(client):
     assert body["allocations"] == [
         {"variant_id": "variant", "percentage": 100.0, "probability": None}
     ]
+
+
+def test_concurrent_archives_of_the_last_two_arms_leave_one_active(client):
+    import threading
+
+    experiments = [f"race{i}" for i in range(12)]
+    for name in experiments:
+        client.post("/data", json={**CONTRACT_POST, "experiment_id": name})
+    codes = {name: [] for name in experiments}
+
+    def archive(name, arm, barrier):
+        barrier.wait()
+        url = f"/experiments/{name}/variants/{arm}/archive"
+        codes[name].append(client.post(url).status_code)
+
+    for name in experiments:
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=archive, args=(name, arm, barrier))
+            for arm in ("control", "variant")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    for name in experiments:
+        assert sorted(codes[name]) == [200, 422], name
+        variants = client.get(f"/experiments/{name}/settings").json()["variants"]
+        assert [v["archived"] for v in variants].count(False) == 1
