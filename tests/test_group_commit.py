@@ -79,3 +79,17 @@ def test_a_failed_commit_fails_every_write_in_the_group(db, monkeypatch):
             future.result(5)
     monkeypatch.setattr(group_commit, "write_transaction", write_transaction)
     assert Experiment.select().count() == 0
+
+
+def test_a_cancelled_request_does_not_fail_the_others_in_its_group(db):
+    # A request whose task is cancelled (its client went away) cancels its future; the
+    # writes queued beside it still commit and get their own results.
+    writes = GroupCommit()
+    release = blocked_writer(writes)
+    first = writes.submit(lambda: write_rows(rows("e1")))
+    second = writes.submit(lambda: write_rows(rows("e2")))
+    third = writes.submit(lambda: write_rows(rows("e3")))
+    assert first.cancel()
+    release.set()
+    assert second.result(5).rows == 2
+    assert third.result(5).rows == 2
