@@ -32,6 +32,7 @@ def allocate(
         Prior(settings.sampling.prior_alpha, settings.sampling.prior_beta),
         settings.sampling.samples,
         seed,
+        measure_winner=state.policy.auto_rollout,
     )
     arms = [
         ArmAllocation(a.variant_pk, a.variant_id, float(p), pct)

@@ -15,7 +15,7 @@ import numpy as np
 class WinnerCheck:
     leader: int  # index of the arm most likely to be best
     probability: float  # its P(best)
-    value_remaining: float  # 95th percentile of the relative gain still possible
+    value_remaining: float | None  # 95th percentile of the relative gain still possible
     declared: bool
 
 
@@ -67,3 +67,10 @@ def check_winner(
     remaining = value_remaining(draws, leader)
     declared = probability >= winner_probability and remaining < remaining_limit
     return WinnerCheck(leader, probability, remaining, declared)
+
+
+def leader_only(probabilities) -> WinnerCheck:
+    """The leading arm without the value-remaining pass over the draws (never declared):
+    for a run whose policy cannot roll out a winner, that pass would be wasted work."""
+    leader = int(np.argmax(probabilities))
+    return WinnerCheck(leader, float(probabilities[leader]), None, False)

@@ -145,3 +145,24 @@ def test_exact_method_is_used_for_the_split():
 def test_a_single_active_arm_gets_everything_as_plain_thompson():
     split = run(README_ARMS[:1], min_allocation=0.1)
     assert (split.reason, list(split.shares)) == ("thompson", [1.0])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"min_allocation": 0.05}, {"min_impressions": 5000}, {"exploration_days": 20}],
+    ids=["thompson", "floor", "gate", "exploration"],
+)
+def test_skipping_the_winner_measure_changes_no_split_when_rollout_is_off(changes):
+    arms = [ArmCounts("a", 20_000, 1000, 20_000), ArmCounts("b", 20_000, 1400, 20_000)]
+    full = decide(arms, 10, False, policy(**changes), Prior(), 10_000, SEED)
+    quick = decide(arms, 10, False, policy(**changes), Prior(), 10_000, SEED, measure_winner=False)
+    assert np.array_equal(full.shares, quick.shares)
+    assert (full.reason, full.explanation) == (quick.reason, quick.explanation)
+    assert quick.winner.leader == full.winner.leader and quick.winner.value_remaining is None
+
+
+def test_archived_experiment_needs_only_the_leader():
+    arms = [ArmCounts("a", 2000, 100, 2000), ArmCounts("b", 2000, 130, 2000)]
+    quick = decide(arms, 10, True, policy(), Prior(), 10_000, SEED, measure_winner=False)
+    assert quick.reason == "experiment_archived"
+    assert quick.shares.tolist() == [0.0, 1.0]
