@@ -29,7 +29,7 @@ async def lifespan(app: FastAPI):
     app.state.cache.refresh()
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
     refresher.start()
-    log.info("serving %d experiments from %s", len(app.state.cache.bodies), settings.database.path)
+    log.info("serving %d experiments from %s", len(app.state.cache), settings.database.path)
     yield
     refresher.stop()
 

@@ -111,22 +111,24 @@ def variant_names(experiment_ids: list[int]) -> dict[int, list[str]]:
 
 
 class AllocationCache:
-    """Bodies by experiment id, and for the fast path (api/fastpath.py) the same bodies with
-    their headers, keyed by the exact query string of a plain request."""
+    """Bodies with their headers, keyed by the exact query string of a plain request
+    (what the fast path in api/fastpath.py looks up); get() finds them by experiment id."""
 
     def __init__(self):
-        self.bodies: dict[str, bytes] = {}
         self.encoded: dict[bytes, tuple[list, bytes]] = {}
         self.version = -1
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self.encoded)
+
     def get(self, experiment_id: str) -> bytes | None:
-        return self.bodies.get(experiment_id)
+        found = self.encoded.get(query_key(experiment_id))
+        return found[1] if found else None
 
     def put(self, experiment_id: str, body: bytes) -> None:
         # Readers in other threads see the old body or the new one: each store is atomic.
         self.encoded[query_key(experiment_id)] = (response_headers(body), body)
-        self.bodies[experiment_id] = body
 
     def refresh(self) -> int:
         """Load what changed since the last refresh; return how many experiments."""

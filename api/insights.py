@@ -35,29 +35,31 @@ def winner_report(names: list[str], check: WinnerCheck | None, policy: PolicySet
     }
 
 
+def by_day(rows) -> dict[date, dict[int, float]]:
+    """{day: {variant pk: value}} from (day, variant pk, value) rows."""
+    days: dict[date, dict] = defaultdict(dict)
+    for day, variant_pk, value in rows:
+        days[day][variant_pk] = value
+    return dict(days)
+
+
 def served_splits(experiment: Experiment) -> dict[date, dict[int, float]]:
     """Effective date -> {variant pk: share of traffic} for every stored allocation."""
-    splits: dict[date, dict[int, float]] = defaultdict(dict)
-    rows = (
-        Allocation.select(Allocation.effective_date, Allocation.variant, Allocation.percentage)
+    return by_day(
+        Allocation.select(
+            Allocation.effective_date, Allocation.variant, Allocation.percentage / 100
+        )
         .where(Allocation.experiment == experiment)
         .tuples()
     )
-    for day, variant_pk, percentage in rows:
-        splits[day][variant_pk] = percentage / 100
-    return dict(splits)
 
 
 def daily_impressions(experiment: Experiment) -> dict[date, dict[int, int]]:
-    days: dict[date, dict[int, int]] = defaultdict(dict)
-    rows = (
+    return by_day(
         DailyMetric.select(DailyMetric.date, DailyMetric.variant, DailyMetric.impressions)
         .where(DailyMetric.experiment == experiment)
         .tuples()
     )
-    for day, variant_pk, impressions in rows:
-        days[day][variant_pk] = impressions
-    return dict(days)
 
 
 def days_with_split(experiment: Experiment):

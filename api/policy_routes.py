@@ -125,18 +125,7 @@ def experiment_archived(request: Request, experiment_id: str, archived: bool) ->
 )
 def archive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
     """Stop allocating to this arm from the next run; its data and history stay."""
-    with database.connection_context(), write_transaction():
-        experiment = find_experiment(experiment_id)
-        variant = find_variant(experiment, variant_id)
-        state = load_state(experiment.id, request.app.state.settings.policy)
-        if variant.id not in state.archived_variants and active_arms(experiment, request) <= 1:
-            raise invalid(
-                "variant_id", "the last active arm cannot be archived; archive the experiment"
-            )
-        set_variant_archived(variant, True)
-        body = settings_body(experiment, request)
-    request.app.state.cache.refresh()  # after the commit, so it sees the change
-    return body
+    return variant_archived(request, experiment_id, variant_id, True)
 
 
 @router.post(
@@ -144,19 +133,32 @@ def archive_variant(request: Request, experiment_id: str, variant_id: str) -> di
 )
 def unarchive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
     """Allocate to this arm again from the next run."""
+    return variant_archived(request, experiment_id, variant_id, False)
+
+
+def variant_archived(request: Request, experiment_id: str, variant_id: str, archived: bool):
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         variant = find_variant(experiment, variant_id)
         state = load_state(experiment.id, request.app.state.settings.policy)
-        if variant.id in state.archived_variants:
-            arms = active_arms(experiment, request) + 1
-            problem = floor_problem(state.policy.min_allocation, arms)
-            if problem:
-                raise invalid("variant_id", f"min_allocation {problem}")
-        set_variant_archived(variant, False)
+        if (variant.id in state.archived_variants) != archived:
+            check_arm_change(experiment, request, state, archived)
+        set_variant_archived(variant, archived)
         body = settings_body(experiment, request)
     request.app.state.cache.refresh()  # after the commit, so it sees the change
     return body
+
+
+def check_arm_change(experiment: Experiment, request: Request, state, archiving: bool) -> None:
+    """The last active arm cannot go; an arm cannot come back if the floors would not fit."""
+    arms = active_arms(experiment, request)
+    if archiving and arms <= 1:
+        raise invalid(
+            "variant_id", "the last active arm cannot be archived; archive the experiment"
+        )
+    problem = None if archiving else floor_problem(state.policy.min_allocation, arms + 1)
+    if problem:
+        raise invalid("variant_id", f"min_allocation {problem}")
 
 
 @router.get("/experiments/{experiment_id}/allocations", response_model=list[HistoryItem])

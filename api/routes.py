@@ -146,7 +146,7 @@ def healthz(request: Request, response: Response) -> HealthOut:
         status=status,
         database=db_state,
         last_nightly_success=last.replace(tzinfo=UTC) if last else None,
-        experiments_cached=len(request.app.state.cache.bodies),
+        experiments_cached=len(request.app.state.cache),
         auth=access.describe(),
         warnings=[] if access.enabled else [NO_KEYS_WARNING],
     )

@@ -49,7 +49,7 @@ def seed(db_path: Path, experiments: int) -> int:
     cache = AllocationCache()
     cache.refresh()
     database.close()
-    return round(statistics.mean(len(b) for b in cache.bodies.values()))
+    return round(statistics.mean(len(body) for _, body in cache.encoded.values()))
 
 
 def measure(app: str, env: dict, paths: list[str], args) -> list:
