@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from core.db import database, init_database
 from core.models import Experiment
 from core.settings import load_settings_or_exit
-from scheduler.clock import run_clock
 from scheduler.job import run_job
 
 
@@ -26,6 +25,8 @@ def main(argv=None) -> int:
     settings = load_settings_or_exit()
     init_database(settings.database)
     if args.command == "clock":
+        from scheduler.clock import run_clock  # APScheduler: not loaded for run-once
+
         run_clock(settings)
         return 0
     if args.experiment and not experiment_exists(args.experiment):

@@ -9,6 +9,7 @@ from datetime import date
 
 from peewee import JOIN, fn
 
+from core.db import database
 from core.models import DailyMetric, Experiment, Variant
 from core.policy_models import ExperimentPolicy
 from core.settings import PolicySettings
@@ -70,8 +71,10 @@ def totals_query(
 
 
 def grouped(query) -> list[ExperimentTotals]:
+    """Rows straight from the SQLite cursor: peewee's row conversion would double the time
+    of the nightly aggregation, and these columns need none (keys are integers)."""
     experiments: list[ExperimentTotals] = []
-    for exp_pk, exp_name, var_pk, var_name, *counts in query.tuples().iterator():
+    for exp_pk, exp_name, var_pk, var_name, *counts in database.execute(query):
         if not experiments or experiments[-1].experiment_pk != exp_pk:
             experiments.append(ExperimentTotals(exp_pk, exp_name))
         experiments[-1].arms.append(arm_totals(var_pk, var_name, *counts))

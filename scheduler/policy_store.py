@@ -41,7 +41,13 @@ def load_states(experiment_pks: list[int], defaults: PolicySettings) -> dict[int
     archived: dict[int, set] = {}
     for row in in_chunks(ArchivedVariant, experiment_pks):
         archived.setdefault(row.experiment_id, set()).add(row.variant_id)
-    return {pk: state_of(rows.get(pk), archived.get(pk, ()), defaults) for pk in experiment_pks}
+    plain = PolicyState(defaults)  # most experiments: shared, since a state is immutable
+    return {
+        pk: state_of(rows.get(pk), archived.get(pk, ()), defaults)
+        if pk in rows or pk in archived
+        else plain
+        for pk in experiment_pks
+    }
 
 
 def in_chunks(model, experiment_pks: list[int], size: int = 500) -> list:

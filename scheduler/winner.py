@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.thompson import win_counts
+
 
 @dataclass(frozen=True)
 class WinnerCheck:
@@ -27,8 +29,7 @@ def posterior_draws(alpha, beta, samples: int, seed: int) -> np.ndarray:
 
 
 def best_share(draws: np.ndarray) -> np.ndarray:
-    wins = np.bincount(draws.argmax(axis=1), minlength=draws.shape[1])
-    return wins / draws.shape[0]
+    return win_counts(draws) / draws.shape[0]
 
 
 def row_max(draws: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from scheduler.thompson import (
     posterior,
     prob_best,
     round_to_hundred,
+    win_counts,
 )
 
 SAMPLES = 10_000
@@ -127,3 +128,38 @@ def test_largest_remainder_goes_to_largest_fraction():
 def test_equal_split_is_deterministic():
     assert equal_split(3) == [33.4, 33.3, 33.3]
     assert equal_split(2) == [50.0, 50.0]
+
+
+def numpy_round_to_hundred(probabilities) -> list[float]:
+    """The first release's largest-remainder rounding, kept here as the reference."""
+    tenths = np.asarray(probabilities, dtype=np.float64) * 1000
+    floors = np.floor(tenths).astype(np.int64)
+    order = np.argsort(-(tenths - floors), kind="stable")
+    floors[order[: 1000 - int(floors.sum())]] += 1
+    return [int(t) / 10 for t in floors]
+
+
+def test_rounding_matches_the_numpy_reference_exactly():
+    rng = np.random.default_rng(3)
+    cases = [rng.dirichlet(np.ones(k)) for k in rng.integers(1, 30, 2000)]
+    cases += [np.bincount(rng.integers(0, k, 10_000), minlength=k) / 10_000 for k in (2, 3, 5)]
+    cases += [[0.25] * 4, [1 / 3] * 3, [1.0], [0.0, 1.0, 0.0]]
+    for probabilities in cases:
+        assert round_to_hundred(probabilities) == numpy_round_to_hundred(probabilities)
+
+
+@pytest.mark.parametrize("arms", [1, 2, 3, 4, 5, 6, 7, 12])
+def test_win_counts_equal_argmax_counts(arms):
+    rng = np.random.default_rng(arms)
+    draws = rng.beta(np.arange(1, arms + 1), 5.0, size=(10_000, arms))
+    expected = np.bincount(draws.argmax(axis=1), minlength=arms)
+    assert win_counts(draws).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("arms", [2, 3, 5])
+def test_win_counts_give_ties_to_the_first_arm_like_argmax(arms):
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, 3, size=(1000, arms)).astype(np.float64)  # many ties
+    expected = np.bincount(draws.argmax(axis=1), minlength=arms)
+    assert win_counts(draws).tolist() == expected.tolist()
+    assert win_counts(draws).sum() == 1000
