@@ -40,12 +40,13 @@ def effective_date() -> date:
     return next_effective_date(datetime.now(UTC), ZoneInfo("UTC"))
 
 
-def timed_process(module_args: list[str], env: dict) -> tuple[float, float, str]:
-    """Run `python -m MODULE ARGS`; return (wall seconds, its peak RSS in MB, its stderr)."""
+def timed_process(module_args: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, str]:
+    """Run `python -m MODULE ARGS` in cwd (whose packages it imports first); return (wall
+    seconds, its peak RSS in MB, its stderr)."""
     command = [PYTHON, "-m", "bench.peak", *module_args]
     with tempfile.TemporaryFile("w+") as errors:
         started = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)
         elapsed = time.perf_counter() - started
         errors.seek(0)
         text = errors.read()

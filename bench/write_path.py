@@ -1,6 +1,7 @@
 """Write path: POST /data against raw Peewee upserts, and the bulk loader's rows per second.
 
     .venv/bin/python bench/write_path.py [--seconds 5] [--rounds 3] [--rows 1000000]
+    .venv/bin/python bench/write_path.py --only bulk --bulk-rounds 3 --against ../other-checkout
 
 POST /data: 1,000 experiments with two variants each exist; every request reposts one
 experiment's day (an upsert of two rows) to one uvicorn worker. Baseline: the same
@@ -8,12 +9,19 @@ upserts as plain Peewee `insert_many(...).on_conflict(...)` in one transaction e
 after another in one process, on the same database file and the same SQLite settings
 (WAL, synchronous=FULL by default). Both report transactions (requests) per second.
 
-Bulk: a CSV of about --rows rows loaded by `python -m ingest` (process wall time, from
-start to exit, so interpreter start and imports count against it).
+Bulk: a CSV of about --rows rows loaded by `python -m ingest` into an empty database
+(process wall time, from start to exit, so interpreter start and imports count against
+it; and the loader's own peak RSS), --bulk-rounds times. With --against DIR, each round
+first loads the same CSV with the code of another checkout of this project (its ingest
+package, run from DIR), so that two versions are compared under the same machine load;
+every run is printed to stderr with the load average before it, and each version's row
+gives its median rows/s.
 """
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
 from datetime import date
@@ -22,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    ROOT,
     bench_env,
     machine,
     metric_rows,
@@ -125,17 +134,47 @@ def post_rows(args, tmp: Path) -> list:
     ]
 
 
-def bulk_row(args, tmp: Path) -> list:
+def bulk_rows(args, tmp: Path) -> list[list]:
     csv_path = tmp / "bulk.csv"
     experiments = 10_000
     days = max(1, round(args.rows / (experiments * 3.5)))
     count = write_csv(csv_path, metric_rows(experiments, days=days))
-    env = bench_env(tmp / "bulk.db")
-    seconds, peak_mb, _ = timed_process(["ingest", str(csv_path)], env)
+    checkouts = [(str(args.against), args.against.resolve())] if args.against else []
+    checkouts.append(("this checkout", ROOT))
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in checkouts}
+    for _ in range(args.bulk_rounds):
+        for name, root in checkouts:
+            runs[name].append(timed_load(csv_path, tmp / "bulk.db", root))
+            seconds, peak_mb = runs[name][-1]
+            print(
+                f"bulk {name}: {count / seconds:,.0f} rows/s ({seconds:.1f} s, peak RSS "
+                f"{peak_mb:.0f} MB)",
+                file=sys.stderr,
+            )
+    return [bulk_row(name, count, runs[name]) for name, _ in checkouts]
+
+
+def timed_load(csv_path: Path, db_path: Path, root: Path) -> tuple[float, float]:
+    """Load csv_path into a new empty database with the ingest package of `root`."""
+    print(f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    env = bench_env(db_path)
+    env["PYTHONPATH"] = str(root)
+    seconds, peak_mb, _ = timed_process(["ingest", str(csv_path)], env, cwd=root)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    return seconds, peak_mb
+
+
+def bulk_row(name: str, count: int, runs: list[tuple[float, float]]) -> list:
+    seconds = statistics.median(s for s, _ in runs)
+    peak_mb = max(p for _, p in runs)
+    every = ", ".join(f"{count / s:,.0f}" for s, _ in runs)
+    label = f"python -m ingest ({name}), {count:,}-row CSV into an empty database"
     return [
-        f"python -m ingest, {count:,}-row CSV into an empty database",
+        label,
         "100,000 rows/s (target)",
-        f"{count / seconds:,.0f} rows/s ({seconds:.1f} s, peak RSS {peak_mb:.0f} MB)",
+        f"{count / seconds:,.0f} rows/s median of {every} ({seconds:.1f} s, peak RSS "
+        f"{peak_mb:.0f} MB)",
         f"{count / seconds / 100_000:.2f}",
     ]
 
@@ -148,12 +187,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rows", type=int, default=1_000_000, help="bulk CSV size; 0 skips it")
     parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--only", choices=["post", "bulk"], help="run only this benchmark")
+    parser.add_argument("--bulk-rounds", type=int, default=1, help="bulk loads per version")
+    parser.add_argument(
+        "--against", type=Path, help="another checkout whose loader runs alternately with this one"
+    )
     args = parser.parse_args()
     print(machine(), file=sys.stderr)
     with workdir() as tmp:
-        rows = [post_rows(args, tmp)]
-        if args.rows:
-            rows.append(bulk_row(args, tmp))
+        rows = [] if args.only == "bulk" else [post_rows(args, tmp)]
+        if args.rows and args.only != "post":
+            rows += bulk_rows(args, tmp)
     print(table(["benchmark", "baseline", "measured", "ratio"], rows))
     return 0
 
