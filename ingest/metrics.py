@@ -98,9 +98,15 @@ class MetricWriter:
         self.variant_ids: dict[tuple[int, str], int] = {}
         self.result = StoreResult()
 
-    def resolve_experiments(self, rows: list[MetricRow]) -> None:
+    def resolve(self, pairs: list[tuple[str, str]]) -> None:
+        """Ids of these (experiment, variant) names, in order of first appearance: the
+        missing ones are created in that order (variant ids give the arms' order in a
+        split)."""
+        self.resolve_experiments(list(dict.fromkeys(e for e, _ in pairs)))
+        self.resolve_variants(pairs)
+
+    def resolve_experiments(self, names: list[str]) -> None:
         # Select-then-insert is race free: we hold the write lock (BEGIN IMMEDIATE).
-        names = list(dict.fromkeys(r.experiment_id for r in rows))
         self.experiment_ids = experiment_ids(names)
         missing = [n for n in names if n not in self.experiment_ids]
         if missing:
@@ -108,26 +114,31 @@ class MetricWriter:
             self.experiment_ids.update(experiment_ids(missing))
             self.result.new_experiments = missing
 
-    def resolve_variants(self, rows: list[MetricRow]) -> None:
+    def resolve_variants(self, pairs: list[tuple[str, str]]) -> None:
         self.variant_ids = variant_ids(list(self.experiment_ids.values()))
-        pairs = dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)
         missing = [p for p in pairs if (self.experiment_ids[p[0]], p[1]) not in self.variant_ids]
         if missing:
-            # In order of first appearance: variant ids give the arms' order in a split.
             values = [(self.experiment_ids[e], v) for e, v in missing]
             execute_many(Variant.insert(experiment=values[0][0], name=values[0][1]), values)
             self.variant_ids.update(variant_ids(sorted({pk for pk, _ in values})))
             self.result.new_variants = missing
 
     def upsert(self, rows: list[MetricRow]) -> None:
-        self.resolve_experiments(rows)
-        self.resolve_variants(rows)
+        self.resolve(list(dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)))
         now = bound(utcnow())
         days = {day: bound(day) for day in {r.date for r in rows}}
         for batch in in_batches(rows, UPSERT_BATCH):
             values = [self.values(r, days[r.date], now) for r in batch]
             database.cursor().executemany(upsert_sql(), values)
         self.result.rows += len(rows)
+
+    def upsert_selected(self, pairs: list[tuple[str, str]], select) -> None:
+        """Upsert the rows of a SELECT of UPSERT_FIELDS' values in one statement, the
+        database doing the per-row work; `pairs` are the (experiment, variant) names its
+        rows join to their ids, resolved first."""
+        self.resolve(pairs)
+        upsert = replacing(DailyMetric.insert_from(select, fields=UPSERT_FIELDS))
+        self.result.rows += database.execute(upsert).rowcount
 
     def values(self, row: MetricRow, day, now) -> tuple:
         exp_pk = self.experiment_ids[row.experiment_id]
@@ -145,11 +156,13 @@ class MetricWriter:
 def upsert_sql() -> str:
     """The one-row upsert, built by peewee once; every field is given, so no other values."""
     placeholder = (0, 0, date(2000, 1, 1), 0, 0, datetime(2000, 1, 1))
-    return upsert_query(placeholder).sql()[0]
+    return replacing(DailyMetric.insert_many([placeholder], fields=UPSERT_FIELDS)).sql()[0]
 
 
-def upsert_query(first: tuple):
-    return DailyMetric.insert_many([first], fields=UPSERT_FIELDS).on_conflict(
+def replacing(insert):
+    """The insert, replacing the counts of a row already stored for the same
+    (experiment, date, variant)."""
+    return insert.on_conflict(
         conflict_target=[DailyMetric.experiment, DailyMetric.date, DailyMetric.variant],
         update={
             DailyMetric.impressions: EXCLUDED.impressions,
