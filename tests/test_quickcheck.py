@@ -1,12 +1,14 @@
 """The bulk loader's quick check accepts only what the pydantic model accepts."""
 
 import json
+from dataclasses import dataclass
 from datetime import date
 
 import pytest
 
 from ingest import loader
 from ingest.quickcheck import QuickCheck
+from ingest.staging import StagedMetric, Staging
 
 TODAY = date(2025, 12, 22)
 HEADER = "experiment_id,date,variant_id,impressions,clicks"
@@ -48,22 +50,37 @@ def write(tmp_path, name: str, text: str):
     return path
 
 
+@dataclass
+class Judged:
+    errors: list[str]
+    rows: list[tuple]  # as staged for the write
+
+
+def judge(path) -> Judged:
+    with Staging() as staging:
+        errors = loader.validate_file(path, TODAY, staging)
+        return Judged(errors, list(StagedMetric.select().order_by(StagedMetric.line).tuples()))
+
+
 def both_ways(path, monkeypatch):
-    quick = loader.validate_file(path, TODAY)
+    quick = judge(path)
     monkeypatch.setattr(loader, "quick_row", lambda *args: None)
-    model_only = loader.validate_file(path, TODAY)
+    model_only = judge(path)
     return quick, model_only
 
 
-def test_csv_rows_are_judged_the_same_with_and_without_the_quick_check(tmp_path, monkeypatch):
+def test_csv_rows_are_judged_the_same_with_and_without_the_quick_check(db, tmp_path, monkeypatch):
     path = write(tmp_path, "m.csv", "\n".join([HEADER, *CSV_ROWS]) + "\n")
     quick, model_only = both_ways(path, monkeypatch)
     assert quick.errors == model_only.errors
     assert quick.rows == model_only.rows
     assert len(quick.rows) == 5 and len(quick.errors) == len(CSV_ROWS) - 5
+    assert quick.errors[-1] == f"line {len(CSV_ROWS) + 1}: duplicate of line 2 for " + (
+        "ctr_test/2025-12-22/control"
+    )
 
 
-def test_reordered_and_extra_columns_are_judged_the_same(tmp_path, monkeypatch):
+def test_reordered_and_extra_columns_are_judged_the_same(db, tmp_path, monkeypatch):
     for header, row in [
         ("clicks,impressions,variant_id,date,experiment_id", "5,10,a,2025-12-22,e"),
         (HEADER + ",note", "e,2025-12-22,a,10,5,hello"),
@@ -114,7 +131,7 @@ JSON_RECORDS = [
 ]
 
 
-def test_json_lines_are_judged_the_same_with_and_without_the_quick_check(tmp_path, monkeypatch):
+def test_json_lines_are_judged_the_same_with_and_without_the_quick_check(db, tmp_path, monkeypatch):
     text = "\n".join(json.dumps(r) for r in JSON_RECORDS) + "\n"
     quick, model_only = both_ways(write(tmp_path, "m.jsonl", text), monkeypatch)
     assert quick.errors == model_only.errors

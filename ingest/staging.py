@@ -1,0 +1,155 @@
+"""Where a bulk load's valid rows wait for the write transaction: a temporary table.
+
+A load is all or nothing, so no row is written before the whole file has been checked.
+Keeping every row in Python until then took 454 MB for a million rows; instead the loader
+adds each valid row here, and every BATCH_SIZE rows the batch goes to a TEMP table on the
+loader's own connection. SQLite keeps that table in a temporary file (with its default
+temp_store) behind a page cache of its own (2 MB by default), so the loader holds at most
+one batch of rows however long the file (the file takes about 85 bytes of disk a row).
+The table's unique key finds a row that repeats the (experiment, date, variant) of an
+earlier row as it arrives, which a dict of every key seen would again hold in memory.
+Once the file is valid, `store` copies the table into daily_metric with one INSERT ...
+SELECT in the write transaction: the database joins each row to its ids.
+
+A TEMP table belongs to one connection: stage and store on the same thread and
+connection, not through the group-commit writer thread (ingest/group_commit.py).
+"""
+
+import functools
+from datetime import date
+
+from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
+
+from core.db import bound, database, write_transaction
+from core.models import Experiment, Variant, utcnow
+from ingest.metrics import MetricRow, MetricWriter, StoreResult
+
+BATCH_SIZE = 10_000  # rows held in memory before they go to the table
+
+
+class StagedMetric(Model):
+    line = IntegerField(primary_key=True)  # rows arrive in line order: appends
+    experiment_id = TextField()
+    date = TextField()  # as bound for daily_metric
+    variant_id = TextField()
+    impressions = BigIntegerField()
+    clicks = BigIntegerField()
+
+    class Meta:
+        database = database
+        table_name = "staged_metric"
+        temporary = True
+        indexes = ((("experiment_id", "variant_id", "date"), True),)
+
+
+class Staging:
+    """The staged rows of one file; the table exists inside `with Staging() as s:` only."""
+
+    def __init__(self, batch_size: int | None = None):
+        self.batch_size = batch_size or BATCH_SIZE
+        self.batch: list[tuple] = []
+        self.duplicates: list[tuple[int, str]] = []  # (line, problem), in line order
+        self.days: dict[date, str] = {}
+
+    def __enter__(self) -> "Staging":
+        StagedMetric.create_table()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.batch = []
+        StagedMetric.drop_table()
+
+    def add(self, line: int, row: MetricRow) -> None:
+        experiment_id, day, variant_id, impressions, clicks = row
+        text = self.days.get(day) or self.days.setdefault(day, bound(day))
+        self.batch.append((line, experiment_id, text, variant_id, impressions, clicks))
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the batch to the table. A row whose key is there already stays out, and
+        is noted in `duplicates`."""
+        if not self.batch:
+            return
+        with database.atomic():  # one transaction per batch, not one per row
+            added = database.cursor().executemany(insert_sql(), self.batch).rowcount
+        if added < len(self.batch):
+            self.duplicates += duplicates_in(self.batch)
+        self.batch = []
+
+    def store(self) -> StoreResult:
+        """Upsert every staged row in one write transaction: all of them or none."""
+        self.flush()
+        pairs = staged_pairs()
+        with write_transaction():
+            writer = MetricWriter()
+            writer.upsert_selected(pairs, rows_with_ids(bound(utcnow())))
+            writer.mark_new_for_serving()
+        return writer.result
+
+
+@functools.cache
+def insert_sql() -> str:
+    """The one-row insert that skips a row whose key is staged already, built once; its
+    values in the order of the fields (as `add` makes them)."""
+    fields = StagedMetric._meta.sorted_fields
+    insert = StagedMetric.insert_many([(0,) * len(fields)], fields=fields)
+    return insert.on_conflict_ignore().sql()[0]
+
+
+@functools.cache
+def first_line_sql() -> str:
+    """The line of the staged row with a given key, built once: a file can have many."""
+    staged = StagedMetric
+    query = staged.select(staged.line).where(
+        (staged.experiment_id == "") & (staged.variant_id == "") & (staged.date == "")
+    )
+    return query.sql()[0]
+
+
+def duplicates_in(batch: list[tuple]) -> list[tuple[int, str]]:
+    """(line, problem) for each row of the batch that the table kept out: the row of an
+    earlier line has its key. Only runs for a batch that had such rows."""
+    staged = StagedMetric
+    kept = {
+        line for (line,) in staged.select(staged.line).where(staged.line >= batch[0][0]).tuples()
+    }
+    found = []
+    for line, experiment_id, day, variant_id, _, _ in batch:
+        if line not in kept:
+            key = (experiment_id, variant_id, day)
+            (first,) = database.execute_sql(first_line_sql(), key).fetchone()
+            found.append(
+                (line, f"duplicate of line {first} for {experiment_id}/{day}/{variant_id}")
+            )
+    return found
+
+
+def staged_pairs() -> list[tuple[str, str]]:
+    """The (experiment, variant) names of the staged rows, in order of first appearance."""
+    staged = StagedMetric
+    query = (
+        staged.select(staged.experiment_id, staged.variant_id)
+        .group_by(staged.experiment_id, staged.variant_id)
+        .order_by(fn.MIN(staged.line))
+    )
+    return list(query.tuples())
+
+
+def rows_with_ids(now: str):
+    """The staged rows as daily_metric's upsert takes them (UPSERT_FIELDS), in line order."""
+    staged = StagedMetric
+    query = (
+        staged.select(
+            Experiment.id, Variant.id, staged.date, staged.impressions, staged.clicks, Value(now)
+        )
+        .join(Experiment, on=(Experiment.name == staged.experiment_id))
+        .join(
+            Variant,
+            on=((Variant.experiment == Experiment.id) & (Variant.name == staged.variant_id)),
+        )
+        # Without a WHERE, SQLite would read the upsert's ON CONFLICT as a join's ON.
+        .where(SQL("TRUE"))
+        .order_by(staged.line)
+    )
+    return query
