@@ -72,8 +72,9 @@ class Staging:
         if not self.batch:
             return
         with database.atomic():  # one transaction per batch, not one per row
-            added = database.cursor().executemany(insert_sql(), self.batch).rowcount
-        if added < len(self.batch):
+            database.cursor().executemany(insert_sql(), self.batch)
+        # Counted, not taken from the cursor: executemany's rowcount differs by driver.
+        if staged_since(self.batch[0][0]) < len(self.batch):
             self.duplicates += duplicates_in(self.batch)
         self.batch = []
 
@@ -105,6 +106,10 @@ def first_line_sql() -> str:
         (staged.experiment_id == "") & (staged.variant_id == "") & (staged.date == "")
     )
     return query.sql()[0]
+
+
+def staged_since(line: int) -> int:
+    return StagedMetric.select().where(StagedMetric.line >= line).count()
 
 
 def duplicates_in(batch: list[tuple]) -> list[tuple[int, str]]:
