@@ -2,8 +2,9 @@
 
 The same code stores one POST (a few rows) and a bulk load (a million), so it works in
 sets: experiment and variant ids are looked up (and missing ones created) with one query
-per few hundred names, and rows go through one prepared upsert (executemany) rather than
-SQL built per row.
+per few hundred names. A POST's rows go through one prepared upsert (executemany) rather
+than SQL built per row; a bulk load's rows, staged in a table (ingest/staging.py), go
+through one INSERT ... SELECT.
 """
 
 import functools
