@@ -4,6 +4,8 @@ Web processes poll experiments whose version is above the last value they saw, s
 publish by any process reaches every worker without re-reading everything.
 """
 
+from peewee import SelectQuery
+
 from core.models import Counter, Experiment
 
 
@@ -14,11 +16,22 @@ def bump_serving_version() -> int:
 
 
 def mark_changed(experiment_ids) -> None:
-    """Flag experiments whose served allocation changed; call inside a write transaction."""
+    """Flag experiments whose served allocation changed; call inside a write transaction.
+
+    experiment_ids is a list, or a query that selects them: then it is one UPDATE however
+    many there are (the publish passes its staged experiments that way).
+    """
+    if isinstance(experiment_ids, SelectQuery):
+        if experiment_ids.exists():
+            stamp(bump_serving_version(), experiment_ids)
+        return
     ids = list(experiment_ids)
     if not ids:
         return
     version = bump_serving_version()
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        Experiment.update(version=version).where(Experiment.id.in_(chunk)).execute()
+        stamp(version, ids[start : start + 500])
+
+
+def stamp(version: int, experiment_ids) -> None:
+    Experiment.update(version=version).where(Experiment.id.in_(experiment_ids)).execute()

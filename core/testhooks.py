@@ -2,9 +2,10 @@
 
 `pause("publish")` sleeps BANDIT_TEST_PAUSE_PUBLISH seconds when that variable is set and
 does nothing otherwise; it first writes "test pause: publish" to stderr so the test knows
-the process has arrived. Points: `compute` (before each experiment is sampled) and
-`publish` (inside the publish transaction, after the rows are written, before the
-commit). Never set these in production: they only slow the job down.
+the process has arrived. Points: `compute` (before each experiment is sampled), `stage`
+(every row staged in temporary tables, before the write lock is taken) and `publish`
+(inside the publish transaction, after the rows are written, before the commit). Never
+set these in production: they only slow the job down.
 """
 
 import os

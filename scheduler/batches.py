@@ -3,8 +3,9 @@
 A run over 100,000 experiments must fit in a few hundred MB, so nothing holds every
 experiment at once: totals are read a chunk at a time, computed (by `workers` processes
 when more than one), and each chunk of results is pickled to a temporary file. The
-publish then streams that file into one write transaction, so a run is still all or
-nothing and the write lock is held only while rows are written, not while numpy works.
+publish then streams that file into staging tables and copies them in one write
+transaction, so a run is still all or nothing and the write lock is held only while the
+rows are copied, not while numpy works or Python reads the file (scheduler/staging.py).
 """
 
 import multiprocessing

@@ -6,7 +6,6 @@ The same code runs from the clock, `python -m scheduler run-once` and POST /reco
 
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -105,8 +104,7 @@ def run_job(
             with lease_kept(run_id, lease), tempfile.TemporaryFile() as spilled:
                 processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
-                publish_started = time.monotonic()
-                publish_allocations(
+                times = publish_allocations(
                     run_id,
                     effective_date,
                     unspill(spilled),
@@ -121,10 +119,11 @@ def run_job(
             finish_run(run_id, "failed", 0, f"{type(exc).__name__}: {exc}")
             return RunSummary(run_id, trigger, effective_date, "failed", 0, str(exc))
     log.info(
-        "run %s published %d experiments for %s (publish transaction %.2f s)",
+        "run %s published %d experiments for %s (staging %.2f s, publish transaction %.2f s)",
         run_id,
         processed,
         effective_date,
-        time.monotonic() - publish_started,
+        times.staging,
+        times.locked,
     )
     return RunSummary(run_id, trigger, effective_date, "success", processed)

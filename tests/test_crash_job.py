@@ -76,6 +76,24 @@ def test_run_killed_while_publishing_leaves_previous_split_whole(
     assert sum(a["percentage"] for a in new["allocations"]) == 100.0
 
 
+@pytest.mark.processes
+def test_run_killed_while_staging_lets_writers_through_and_publishes_nothing(
+    tmp_path, procs, env, server_with_a_run
+):
+    server = server_with_a_run
+    before = served(server)
+    job = procs.start(["-m", "scheduler", "run-once"], {**env, "BANDIT_TEST_PAUSE_STAGE": "30"})
+    job.wait_for_line("test pause: stage")
+    post_day(server, [91, 10, 20])  # staged rows hold no lock: this POST is not kept waiting
+    job.kill()
+
+    assert served(server) == before
+    assert runs(tmp_path / "bandit.db")[-1][2] == "running"
+    assert run_once(procs, env).process.returncode == 0
+    new = served_run(server, runs(tmp_path / "bandit.db")[-1][0])
+    assert new["allocations"] != before["allocations"]
+
+
 def clock(procs, env, **pauses):
     child = procs.start(["-m", "scheduler"], {**env, **pauses})
     return child

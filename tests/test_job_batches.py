@@ -60,7 +60,7 @@ def test_chunked_run_publishes_what_one_chunk_does(db, settings, monkeypatch):
     job.run_job(NOW, with_workers(settings, 1))
     whole = published()
     monkeypatch.setattr(job, "CHUNK_EXPERIMENTS", 2)
-    monkeypatch.setattr("scheduler.publish.DELETE_BATCH", 3)
+    monkeypatch.setattr("scheduler.staging.STAGE_BATCH", 3)
     summary = job.run_job(NOW, with_workers(settings, 1))
     assert summary.experiments_processed == 7
     assert published() == whole

@@ -1,0 +1,167 @@
+"""The publish: rows are staged without the write lock, then replaced in one transaction."""
+
+import sqlite3
+from contextlib import closing
+from datetime import date
+
+import pytest
+
+from core.models import Allocation, Counter, Experiment, Run
+from core.policy_models import AllocationReason
+from ingest.metrics import MetricRow, store_rows
+from scheduler import publish, staging
+from scheduler.job import run_job
+from tests.conftest import utc
+
+NOW = utc(2025, 12, 22, 23, 50)
+
+
+def load(clicks: int, experiments: int = 3) -> None:
+    store_rows(
+        [
+            MetricRow(f"e{i}", date(2025, 12, 21), v, 1000, clicks + i * (v == "b"))
+            for i in range(experiments)
+            for v in "ab"
+        ]
+    )
+
+
+def split() -> list[tuple]:
+    """Every stored allocation and reason, as plain tuples."""
+    allocations = Allocation.select(
+        Allocation.experiment,
+        Allocation.variant,
+        Allocation.effective_date,
+        Allocation.percentage,
+        Allocation.probability,
+        Allocation.run,
+    ).order_by(Allocation.experiment, Allocation.variant)
+    reasons = AllocationReason.select(
+        AllocationReason.experiment, AllocationReason.reason, AllocationReason.run
+    ).order_by(AllocationReason.experiment)
+    return list(allocations.tuples()) + list(reasons.tuples())
+
+
+def write_from_another_connection(path: str, name: str) -> None:
+    """What a POST does: take the write lock and commit; timeout 0, so no waiting."""
+    with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(
+            "INSERT INTO experiment (name, created_at, version) VALUES (?, '2025-12-22', 0)",
+            (name,),
+        )
+        other.execute("COMMIT")
+
+
+def temporary_tables(db) -> list[str]:
+    return [row[0] for row in db.execute_sql("SELECT name FROM sqlite_temp_master")]
+
+
+def test_another_connection_commits_a_write_while_rows_are_staged(db, settings, monkeypatch):
+    load(clicks=50)
+    staged_when_written = []
+    original = staging.stage_batch
+
+    def stage_then_write(results):
+        original(results)
+        staged_when_written.append(staging.StagedAllocation.select().count())
+        write_from_another_connection(settings.database.path, f"w{len(staged_when_written)}")
+
+    monkeypatch.setattr(staging, "STAGE_BATCH", 1)
+    monkeypatch.setattr(staging, "stage_batch", stage_then_write)
+    summary = run_job(NOW, settings)
+    assert summary.status == "success"
+    assert staged_when_written == [2, 4, 6]  # two arms per experiment, one batch each
+    assert Experiment.select().where(Experiment.name.in_(["w1", "w2", "w3"])).count() == 3
+    assert Allocation.select().where(Allocation.run == summary.run_id).count() == 6
+
+
+def test_the_split_itself_is_written_under_the_write_lock(db, settings, monkeypatch):
+    load(clicks=50)
+    blocked = []
+    original = publish.mark_changed
+
+    def write_meanwhile(ids):
+        original(ids)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            write_from_another_connection(settings.database.path, "meanwhile")
+        blocked.append(True)
+
+    monkeypatch.setattr(publish, "mark_changed", write_meanwhile)
+    assert run_job(NOW, settings).status == "success"
+    assert blocked == [True]
+
+
+def test_a_failure_while_staging_keeps_the_previous_split_whole(db, settings, monkeypatch):
+    load(clicks=50)
+    first = run_job(NOW, settings)
+    before, version = split(), Counter.get_by_id("serving").value
+    load(clicks=90)
+    calls = []
+    original = staging.stage_batch
+
+    def fail_on_second_batch(results):
+        calls.append(results)
+        if len(calls) == 2:
+            raise RuntimeError("disk full while staging")
+        original(results)
+
+    monkeypatch.setattr(staging, "STAGE_BATCH", 1)
+    monkeypatch.setattr(staging, "stage_batch", fail_on_second_batch)
+    summary = run_job(NOW, settings)
+    assert summary.status == "failed" and "while staging" in summary.error
+    assert split() == before and before[0][-1] == first.run_id
+    assert Counter.get_by_id("serving").value == version
+    assert temporary_tables(db) == []
+
+
+def test_a_failure_after_the_rows_are_replaced_keeps_the_previous_split_whole(
+    db, settings, monkeypatch
+):
+    load(clicks=50)
+    run_job(NOW, settings)
+    before, version = split(), Counter.get_by_id("serving").value
+    load(clicks=90)
+    replaced = []
+
+    def fail_after_replacing(ids):
+        replaced.append(Allocation.select().where(Allocation.run != before[0][-1]).count())
+        raise RuntimeError("crash after the rows were replaced")
+
+    monkeypatch.setattr(publish, "mark_changed", fail_after_replacing)
+    summary = run_job(NOW, settings)
+    assert summary.status == "failed"
+    assert replaced == [6]  # the new rows were in place, inside the transaction
+    assert split() == before
+    assert Counter.get_by_id("serving").value == version
+    assert Run.get_by_id(summary.run_id).status == "failed"
+
+
+def test_a_republish_replaces_the_day_and_stamps_only_its_experiments(db, settings):
+    load(clicks=50)
+    run_job(NOW, settings)
+    load(clicks=90, experiments=4)
+    again = run_job(NOW, settings)
+    assert {row[-1] for row in split()} == {again.run_id}
+    assert (Allocation.select().count(), AllocationReason.select().count()) == (8, 4)
+    only = run_job(NOW, settings, experiment_id="e3")
+    stamped = Experiment.select().where(Experiment.version == Counter.get_by_id("serving").value)
+    assert [e.name for e in stamped] == ["e3"]
+    assert Allocation.select().where(Allocation.run == only.run_id).count() == 2
+    assert Allocation.select().count() == 8
+
+
+def test_staging_tables_are_temporary_and_gone_after_the_publish(db, settings, monkeypatch):
+    load(clicks=50)
+    seen = []
+    original = staging.stage_batch
+
+    def look(results):
+        original(results)
+        main = db.execute_sql("SELECT name FROM sqlite_master WHERE name LIKE 'staged%'")
+        seen.append((sorted(temporary_tables(db)), main.fetchall()))
+
+    monkeypatch.setattr(staging, "stage_batch", look)
+    assert run_job(NOW, settings).status == "success"
+    assert seen == [(["staged_allocation", "staged_reason"], [])]
+    assert temporary_tables(db) == []  # the connection stays open (as in the web process)
