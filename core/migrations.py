@@ -45,7 +45,27 @@ def add_run_lease(db) -> None:
         apply_operations(migrator.add_index(table, ("scheduled_for",)))
 
 
-MIGRATIONS = [create_first_schema, add_policy_tables, add_run_lease]
+REDUNDANT_INDEXES = {
+    "allocation": "allocation_experiment_id",
+    "allocation_reason": "allocation_reason_experiment_id",
+}
+
+
+def drop_redundant_indexes(db) -> None:
+    """Drop the indexes on experiment_id alone that the unique indexes starting with it
+    make redundant (for lookups and for the foreign key alike): each cost the publish a
+    B-tree insert per row, at a place that moves with every experiment.
+
+    Step 1 creates tables from the current models, which no longer declare them, so drop
+    only what is there.
+    """
+    migrator = SchemaMigrator.from_database(db)
+    for table, index in REDUNDANT_INDEXES.items():
+        if index in {i.name for i in db.get_indexes(table)}:
+            apply_operations(migrator.drop_index(table, index))
+
+
+MIGRATIONS = [create_first_schema, add_policy_tables, add_run_lease, drop_redundant_indexes]
 
 
 def current_version(db) -> int:

@@ -82,7 +82,8 @@ class Run(BaseModel):
 
 
 class Allocation(BaseModel):
-    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    # No index of its own: the unique index below starts with it (migration 4 drops the old one).
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE", index=False)
     variant = ForeignKeyField(Variant, on_delete="CASCADE")
     effective_date = DateField()
     percentage = FloatField()

@@ -43,7 +43,8 @@ class ArchivedVariant(BaseModel):
 class AllocationReason(BaseModel):
     """Why an experiment's split for a day is what it is: a code and a sentence."""
 
-    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    # No index of its own: the unique index below starts with it (migration 4 drops the old one).
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE", index=False)
     effective_date = DateField()
     run = ForeignKeyField(Run)
     reason = CharField()

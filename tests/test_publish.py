@@ -165,3 +165,11 @@ def test_staging_tables_are_temporary_and_gone_after_the_publish(db, settings, m
     assert run_job(NOW, settings).status == "success"
     assert seen == [(["staged_allocation", "staged_reason"], [])]
     assert temporary_tables(db) == []  # the connection stays open (as in the web process)
+
+
+def test_a_run_with_nothing_to_publish_changes_nothing(db, settings):
+    version = Counter.get_by_id("serving").value
+    summary = run_job(NOW, settings)
+    assert (summary.status, summary.experiments_processed) == ("success", 0)
+    assert Counter.get_by_id("serving").value == version
+    assert split() == [] and temporary_tables(db) == []
