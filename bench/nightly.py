@@ -118,6 +118,10 @@ def main() -> int:
                 jobs.append(seconds)
                 peaks.append(peak_mb)
                 publishes.append(publish_seconds(log))
+                print(
+                    f"workers={workers}: numpy {bases[-1]:.2f} s, run-once {seconds:.2f} s",
+                    file=sys.stderr,
+                )
             ratios = [job / base for job, base in zip(jobs, bases, strict=True)]
             base, seconds = statistics.median(bases), statistics.median(jobs)
             one_worker = seconds if workers == 1 else one_worker
