@@ -6,11 +6,12 @@ concurrent writers queue on the busy timeout instead of failing mid-transaction 
 read lock cannot be upgraded.
 """
 
+import logging
 import math
 import sqlite3
 from datetime import date, datetime
 
-from peewee import SqliteDatabase, fn
+from peewee import DatabaseError, SqliteDatabase, fn
 
 from core.settings import DatabaseSettings
 
@@ -85,3 +86,16 @@ def execute_many(query, rows: list[tuple]) -> None:
     sql, params = query.sql()
     constant = tuple(bound(v) if isinstance(v, date) else v for v in params[len(rows[0]) :])
     database.cursor().executemany(sql, [(*row, *constant) for row in rows])
+
+
+def drop_temporary_tables(models: list) -> None:
+    """Drop staging TEMP tables once their rows are committed (or abandoned), never failing.
+
+    This runs after the commit that matters, so an error here must not turn a committed
+    publish or load into a failure. Left behind, the tables only go on taking space in
+    this connection's temporary file, and go with the connection; the next staging on it
+    drops them first."""
+    try:
+        database.drop_tables(models)
+    except (DatabaseError, sqlite3.DatabaseError):  # peewee's wrapper, or the driver's
+        logging.getLogger("bandit.db").warning("could not drop temporary tables", exc_info=True)

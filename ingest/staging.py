@@ -20,7 +20,7 @@ from datetime import date
 
 from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
 
-from core.db import bound, database, write_transaction
+from core.db import bound, database, drop_temporary_tables, write_transaction
 from core.models import Experiment, Variant, utcnow
 from ingest.metrics import MetricRow, MetricWriter, StoreResult
 
@@ -57,7 +57,7 @@ class Staging:
 
     def __exit__(self, *exc_info) -> None:
         self.batch = []
-        StagedMetric.drop_table()
+        drop_temporary_tables([StagedMetric])
 
     def add(self, line: int, row: MetricRow) -> None:
         experiment_id, day, variant_id, impressions, clicks = row

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from peewee import BigIntegerField, FloatField, IntegerField, TextField
 
 from core import testhooks
-from core.db import database, execute_many
+from core.db import database, drop_temporary_tables, execute_many
 from core.models import BaseModel
 from scheduler.batches import batched
 
@@ -94,4 +94,4 @@ def staged(results) -> Iterator[None]:
         stage(results)
         yield
     finally:
-        database.drop_tables(STAGED)
+        drop_temporary_tables(STAGED)

@@ -130,3 +130,14 @@ def test_new_variants_are_created_in_order_of_first_appearance(env, tmp_path, ca
 def test_a_file_with_only_a_header_loads_no_rows(env, tmp_path, capsys):
     assert main([str(write_csv(tmp_path, []))]) == 0
     assert "loaded 0 rows (0 new experiments, 0 new variants)" in capsys.readouterr().out
+
+
+def test_a_cleanup_failure_after_the_commit_does_not_fail_the_load(env, tmp_path, monkeypatch):
+    from peewee import OperationalError
+
+    def fail(**kwargs):
+        raise OperationalError("disk I/O error")
+
+    monkeypatch.setattr(staging.StagedMetric, "drop_table", fail)  # after the commit
+    assert main([str(write_csv(tmp_path, good_rows(20)))]) == 0
+    assert len(stored_counts("big")) == 20

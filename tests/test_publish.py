@@ -173,3 +173,26 @@ def test_a_run_with_nothing_to_publish_changes_nothing(db, settings):
     assert (summary.status, summary.experiments_processed) == ("success", 0)
     assert Counter.get_by_id("serving").value == version
     assert split() == [] and temporary_tables(db) == []
+
+
+def test_a_cleanup_failure_after_the_commit_does_not_fail_a_published_run(
+    db, settings, monkeypatch
+):
+    load(clicks=50)
+    calls = []
+    original = db.drop_tables
+
+    def fail_after_the_commit(models, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 2:  # the first drop clears leftovers before staging; this is after
+            raise sqlite3.OperationalError("disk I/O error")
+        return original(models, **kwargs)
+
+    monkeypatch.setattr(db, "drop_tables", fail_after_the_commit)
+    summary = run_job(NOW, settings)
+    assert len(calls) == 2
+    assert summary.status == "success"
+    assert Run.get_by_id(summary.run_id).status == "success"
+    assert {row[-1] for row in split()} == {summary.run_id}
+    monkeypatch.setattr(db, "drop_tables", original)
+    assert run_job(NOW, settings).status == "success"  # leftovers are dropped first
