@@ -22,7 +22,11 @@ def main() -> int:
     settings = load_settings_or_exit()
     check_access(settings)
     uvicorn.run(
-        "api.main:app", host=settings.server.host, port=settings.server.port, log_level="info"
+        "api.app:create_app",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
     )
     return 0
 

@@ -5,15 +5,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import AccessPolicy, RequireApiKey
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
 from api.fastpath import AllocationApp
-from api.limits import LimitBodySize
+from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
-from api.policy_routes import router as policy_router
 from api.routes import NO_KEYS_WARNING, router
-from core.db import init_database
+from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
 from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
 
@@ -25,7 +23,7 @@ async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     if not app.state.access.enabled:
         log.warning(NO_KEYS_WARNING)
-    init_database(settings.database)
+    open_database(settings.database)
     app.state.cache.refresh()
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
     refresher.start()
@@ -55,7 +53,6 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     app.state.cache = AllocationCache()
     install_error_handlers(app)
     app.include_router(router)
-    app.include_router(policy_router)
     # Added last = runs first: a request without a key is refused before its body is read.
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
     app.add_middleware(RequireApiKey, policy=app.state.access)

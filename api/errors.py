@@ -1,6 +1,7 @@
 """Every error is JSON {"error": code, "message": text naming the problem}."""
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -8,7 +9,8 @@ from fastapi.responses import JSONResponse
 from peewee import OperationalError
 from starlette.exceptions import HTTPException
 
-from api.openapi import documented_methods
+from core.db import is_busy
+from core.experiments import InvalidChange, UnknownExperiment
 
 log = logging.getLogger("bandit.api")
 
@@ -29,6 +31,27 @@ def error_body(code: str, message: str, **extra) -> dict:
     return {"error": code, "message": message, **extra}
 
 
+def error_response(code: str, message: str, status: int, headers=None, **extra) -> JSONResponse:
+    """The one error shape: {"error": code, "message": text naming the problem, ...}."""
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 naming `field` (in the body, unless it is a dotted query or path name)."""
+    where = tuple(field.split(".")) if "." in field else ("body", field)
+    return RequestValidationError([{"loc": where, "msg": message, "type": "value_error"}])
+
+
+def documented_methods(schema: dict, path: str) -> list[str]:
+    """The methods the schema documents for a concrete path such as /experiments/x/settings."""
+    methods: set[str] = set()
+    for template, operations in schema.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
         {
@@ -38,7 +61,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         for e in exc.errors()
     ]
     message = "; ".join(e["message"] for e in errors[:5])
-    return JSONResponse(error_body("invalid_request", message, errors=errors), status_code=422)
+    return error_response("invalid_request", message, 422, errors=errors)
 
 
 def unparsable_body(exc: HTTPException) -> bool:
@@ -54,39 +77,41 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         headers = {**(headers or {}), "Allow": ", ".join(methods)}
     if unparsable_body(exc):
         message = "body: not valid JSON (not UTF-8 text)"
-        return JSONResponse(
-            error_body("invalid_request", message, errors=[{"field": "body", "message": message}]),
-            status_code=422,
-        )
+        errors = [{"field": "body", "message": message}]
+        return error_response("invalid_request", message, 422, errors=errors)
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(
         exc.status_code, "error"
     )
-    return JSONResponse(
-        error_body(code, str(exc.detail)),
-        status_code=exc.status_code,
-        headers=headers,
-    )
+    return error_response(code, str(exc.detail), exc.status_code, headers=headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        error_body("internal", "internal error; see the server log"), status_code=500
-    )
+    return error_response("internal", "internal error; see the server log", 500)
 
 
 async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
     """The write lock stayed taken past busy_timeout_ms (a long publish, a bulk load):
     nothing was stored and the client may retry, so say so instead of a bare 500."""
-    if "locked" not in str(exc) and "busy" not in str(exc):
+    if not is_busy(exc):
         return await unexpected_error(request, exc)
     log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
     message = "the database is busy with another write; nothing was stored, retry shortly"
-    return JSONResponse(error_body("busy", message), status_code=503, headers={"Retry-After": "1"})
+    return error_response("busy", message, 503, headers={"Retry-After": "1"})
+
+
+async def unknown_experiment(request: Request, exc: UnknownExperiment) -> JSONResponse:
+    return error_response("not_found", str(exc), 404)
+
+
+async def invalid_change(request: Request, exc: InvalidChange) -> JSONResponse:
+    return await validation_error(request, invalid(exc.field, exc.message))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(OperationalError, database_busy)
+    app.add_exception_handler(UnknownExperiment, unknown_experiment)
+    app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(Exception, unexpected_error)

@@ -10,12 +10,11 @@ The two paths return byte-identical responses (a test checks this).
 
 This runs before any middleware, so it applies the read-key check itself (the same pure
 function the middleware uses); a request without a good key falls through to FastAPI,
-whose middleware answers 401. Set `app.fast_allocation = False` to turn the path off.
+whose middleware answers 401.
 """
 
 from fastapi import FastAPI
-
-from api.auth import header
+from starlette.datastructures import Headers
 
 ALLOCATION_PATH = "/allocation"
 QUERY_PREFIX = b"experiment_id="
@@ -33,12 +32,9 @@ def response_headers(body: bytes) -> list[tuple[bytes, bytes]]:
 class AllocationApp(FastAPI):
     """FastAPI with GET /allocation served from app.state.cache.encoded when possible."""
 
-    fast_allocation = True
-
     async def __call__(self, scope, receive, send) -> None:
         if (
-            self.fast_allocation
-            and scope["type"] == "http"
+            scope["type"] == "http"
             and scope["path"] == ALLOCATION_PATH
             and scope["method"] == "GET"
         ):
@@ -55,4 +51,4 @@ class AllocationApp(FastAPI):
         access = self.state.access
         if not access.needs_key("GET", ALLOCATION_PATH):
             return True
-        return access.allows("GET", ALLOCATION_PATH, header(scope, b"authorization"))
+        return access.allows("GET", ALLOCATION_PATH, Headers(scope=scope).get("authorization"))

@@ -5,12 +5,10 @@ so their answers are added here, every 422 is shown with the body it really has,
 path naming an experiment documents the 404 it gives when there is no such experiment.
 """
 
-import re
-
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.auth import READ_METHODS, AccessPolicy
+from api.middleware import READ_METHODS, AccessPolicy
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 BEARER = {
@@ -58,13 +56,3 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
-
-
-def documented_methods(schema: dict, path: str) -> list[str]:
-    """The methods the schema documents for a concrete path such as /experiments/x/settings."""
-    methods: set[str] = set()
-    for template, operations in schema.get("paths", {}).items():
-        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, path):
-            methods |= {m.upper() for m in operations}
-    return sorted(methods)

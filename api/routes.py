@@ -1,31 +1,44 @@
-"""HTTP routes. Handlers translate between HTTP and the ingest / scheduler packages."""
+"""HTTP routes, grouped by resource. Handlers translate between HTTP and core / ingest /
+scheduler.job: they open connections and transactions, and hold no SQL of their own."""
 
 import asyncio
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api import experiments
-from api.policy_routes import allocation_history_response
+from api.errors import invalid
 from api.schemas import (
     AllocationOut,
     ErrorOut,
     ExperimentDetail,
     ExperimentSummary,
     HealthOut,
+    HistoryItem,
     RecomputeIn,
     RunOut,
+    SettingsIn,
+    SettingsOut,
     StoredOut,
 )
-from core.db import database
-from core.models import Experiment, Run
+from core.db import database, write_transaction
+from core.experiments import (
+    change_settings,
+    change_variant_archived,
+    find_experiment,
+    find_variant,
+    set_experiment_archived,
+    settings_view,
+)
+from core.report import experiment_detail, list_experiments
 from core.settings import API_KEYS_VARIABLE
+from core.splits import allocation_on, allocation_series
 from ingest.metrics import rows_of, submit_rows
 from ingest.validation import DailyMetrics, date_problem
 from scheduler.job import run_job
+from scheduler.runs import last_scheduled_success
 
 router = APIRouter()
 # Larger offsets would overflow a 64-bit database integer (a 500 found by fuzzing).
@@ -35,12 +48,15 @@ INVALID = {422: {"model": ErrorOut, "description": "the message names the bad fi
 NO_KEYS_WARNING = f"{API_KEYS_VARIABLE} is not set: anyone who can reach this server can write"
 
 
-def today(request: Request):
-    return datetime.now(request.app.state.settings.tz).date()
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
-def unknown(experiment_id: str) -> HTTPException:
-    return HTTPException(404, f"unknown experiment {experiment_id!r}")
+def today(request: Request) -> date:
+    return now().astimezone(request.app.state.settings.tz).date()
+
+
+# --- metrics -------------------------------------------------------------------------
 
 
 @router.post("/data", response_model=StoredOut, responses=INVALID, tags=["write"])
@@ -48,9 +64,7 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     """Store one day of counts for an experiment's variants. Reposting a day replaces it."""
     problem = date_problem(metrics.date, today(request))
     if problem:
-        raise RequestValidationError(
-            [{"loc": ("body", "date"), "msg": problem, "type": "value_error"}]
-        )
+        raise invalid("date", problem)
     # The writer thread stores it (sharing commits under load): no worker thread, no
     # connection per request.
     result = await asyncio.wrap_future(submit_rows(rows_of(metrics)))
@@ -64,6 +78,9 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     )
 
 
+# --- allocations ---------------------------------------------------------------------
+
+
 @router.get(
     "/allocation", response_model=AllocationOut, responses=NOT_FOUND | INVALID, tags=["read"]
 )
@@ -75,38 +92,66 @@ async def get_allocation(
     """The precomputed split for the next day, served from memory (no database query).
     With `date`: the split that was in force that day, read from the database."""
     if date is not None:
-        return await allocation_history_response(experiment_id, date)
+        body = await run_in_threadpool(allocation_on_day, experiment_id, parse_day(date))
+        return Response(body, media_type="application/json")
     body = request.app.state.cache.get(experiment_id)
     if body is None:
-        raise unknown(experiment_id)
+        raise HTTPException(404, f"unknown experiment {experiment_id!r}")
     return Response(body, media_type="application/json")
+
+
+def parse_day(text: str) -> date:
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise invalid("query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}")
+
+
+def allocation_on_day(experiment_id: str, day: date) -> bytes:
+    with database.connection_context():
+        body = allocation_on(find_experiment(experiment_id), day)
+    if body is None:
+        raise HTTPException(404, f"no allocation was in force for {experiment_id!r} on {day}")
+    return body
+
+
+@router.get(
+    "/experiments/{experiment_id}/allocations",
+    response_model=list[HistoryItem],
+    tags=["lifecycle"],
+)
+def list_allocations(experiment_id: str) -> list[dict]:
+    """Every stored split, oldest first, with its reason and the run that wrote it."""
+    with database.connection_context():
+        return allocation_series(find_experiment(experiment_id))
 
 
 @router.post("/recompute", response_model=RunOut, responses=NOT_FOUND | INVALID, tags=["write"])
 def recompute(request: Request, body: Annotated[RecomputeIn | None, Body()] = None) -> RunOut:
     """Run the nightly job now (all experiments, or one) with the nightly code."""
     experiment_id = body.experiment_id if body else None
-    settings = request.app.state.settings
-    with database.connection_context():
-        if (
-            experiment_id
-            and not Experiment.select().where(Experiment.name == experiment_id).exists()
-        ):
-            raise unknown(experiment_id)
-        summary = run_job(datetime.now(UTC), settings, "manual", experiment_id=experiment_id)
+    if experiment_id:
+        with database.connection_context():
+            find_experiment(experiment_id)
+    summary = run_job(now(), request.app.state.settings, "manual", experiment_id=experiment_id)
     request.app.state.cache.refresh()
     if summary.status != "success":
         raise HTTPException(500, f"run {summary.run_id} failed: {summary.error}")
     return RunOut(**summary.__dict__)
 
 
+# --- experiments ---------------------------------------------------------------------
+
+
 @router.get("/experiments", response_model=list[ExperimentSummary], tags=["read"])
-def list_experiments(
+def get_experiments(
     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET)
 ) -> list[dict]:
     """Experiments by name, with their variant count and latest allocation date."""
     with database.connection_context():
-        return experiments.list_experiments(limit, offset)
+        return list_experiments(limit, offset)
 
 
 @router.get(
@@ -118,12 +163,81 @@ def list_experiments(
 def get_experiment(request: Request, experiment_id: str) -> dict:
     """Totals, posterior mean, 95% credible interval and P(best) per variant, as of now."""
     with database.connection_context():
-        detail = experiments.experiment_detail(
-            experiment_id, request.app.state.settings, today(request)
+        return experiment_detail(experiment_id, request.app.state.settings, now())
+
+
+@router.get("/experiments/{experiment_id}/settings", response_model=SettingsOut, tags=["lifecycle"])
+def get_settings(request: Request, experiment_id: str) -> dict:
+    """The policy in effect for this experiment, which keys it overrides, and its arms."""
+    with database.connection_context():
+        return settings_view(find_experiment(experiment_id), request.app.state.settings.policy)
+
+
+@router.put("/experiments/{experiment_id}/settings", response_model=SettingsOut, tags=["lifecycle"])
+def put_settings(request: Request, experiment_id: str, body: SettingsIn) -> dict:
+    """Set the fields sent (null resets one to the config default); takes effect next run."""
+    changes = {key: getattr(body, key) for key in body.model_fields_set}
+    defaults = request.app.state.settings.policy
+    with database.connection_context(), write_transaction():
+        experiment = find_experiment(experiment_id)
+        change_settings(experiment, changes, defaults)
+        return settings_view(experiment, defaults)
+
+
+@router.post("/experiments/{experiment_id}/archive", response_model=SettingsOut, tags=["lifecycle"])
+def archive_experiment(request: Request, experiment_id: str) -> dict:
+    """End the experiment: from the next run all traffic goes to the likely best arm."""
+    return experiment_archived(request, experiment_id, True)
+
+
+@router.post(
+    "/experiments/{experiment_id}/unarchive", response_model=SettingsOut, tags=["lifecycle"]
+)
+def unarchive_experiment(request: Request, experiment_id: str) -> dict:
+    """Resume the experiment under its policy from the next run."""
+    return experiment_archived(request, experiment_id, False)
+
+
+def experiment_archived(request: Request, experiment_id: str, archived: bool) -> dict:
+    with database.connection_context(), write_transaction():
+        experiment = find_experiment(experiment_id)
+        set_experiment_archived(experiment.id, archived)
+        return settings_view(experiment, request.app.state.settings.policy)
+
+
+@router.post(
+    "/experiments/{experiment_id}/variants/{variant_id}/archive",
+    response_model=SettingsOut,
+    tags=["lifecycle"],
+)
+def archive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
+    """Stop allocating to this arm from the next run; its data and history stay."""
+    return variant_archived(request, experiment_id, variant_id, True)
+
+
+@router.post(
+    "/experiments/{experiment_id}/variants/{variant_id}/unarchive",
+    response_model=SettingsOut,
+    tags=["lifecycle"],
+)
+def unarchive_variant(request: Request, experiment_id: str, variant_id: str) -> dict:
+    """Allocate to this arm again from the next run."""
+    return variant_archived(request, experiment_id, variant_id, False)
+
+
+def variant_archived(request: Request, experiment_id: str, variant_id: str, archived: bool):
+    defaults = request.app.state.settings.policy
+    with database.connection_context(), write_transaction():
+        experiment = find_experiment(experiment_id)
+        change_variant_archived(
+            experiment, find_variant(experiment, variant_id), archived, defaults
         )
-    if detail is None:
-        raise unknown(experiment_id)
-    return detail
+        body = settings_view(experiment, defaults)
+    request.app.state.cache.refresh()  # after the commit, so it sees the change
+    return body
+
+
+# --- operations ----------------------------------------------------------------------
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["ops"])
@@ -131,12 +245,7 @@ def healthz(request: Request, response: Response) -> HealthOut:
     """Database reachable, and when the last scheduled run succeeded."""
     try:
         with database.connection_context():
-            last = (
-                Run.select(Run.finished_at)
-                .where(Run.trigger.in_(("nightly", "catch_up")) & (Run.status == "success"))
-                .order_by(Run.finished_at.desc())
-                .scalar()
-            )
+            last = last_scheduled_success()
         status, db_state = "ok", "ok"
     except Exception as exc:  # any database failure is what this endpoint reports
         status, db_state, last = "error", f"unreachable: {type(exc).__name__}", None
@@ -145,7 +254,7 @@ def healthz(request: Request, response: Response) -> HealthOut:
     return HealthOut(
         status=status,
         database=db_state,
-        last_nightly_success=last.replace(tzinfo=UTC) if last else None,
+        last_nightly_success=last,
         experiments_cached=len(request.app.state.cache),
         auth=access.describe(),
         warnings=[] if access.enabled else [NO_KEYS_WARNING],

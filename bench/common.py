@@ -69,7 +69,7 @@ def wait_until_up(url: str, timeout_s: float = 30.0) -> None:
 def uvicorn_server(app: str, env: dict, probe_path: str = "/") -> Iterator[int]:
     """One uvicorn worker on 127.0.0.1 and a free port; stopped on exit."""
     port = free_port()
-    command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command = [PYTHON, "-m", "uvicorn", *app.split(), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     try:

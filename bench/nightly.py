@@ -35,7 +35,7 @@ def effective_date() -> date:
     """The day run-once computes for (tomorrow in UTC): the baseline uses its seeds."""
     from zoneinfo import ZoneInfo
 
-    from scheduler.job import next_effective_date
+    from core.policy import next_effective_date
 
     return next_effective_date(datetime.now(UTC), ZoneInfo("UTC"))
 
@@ -64,12 +64,13 @@ def publish_seconds(log: str) -> str:
 def posteriors(db_path: Path) -> list[tuple]:
     """(alpha, beta, seed) per experiment, read before the clock starts."""
     use_database(db_path)
-    from core.db import database, init_database
+    from core.counts import aggregate_counts
+    from core.db import database
+    from core.migrations import open_database
+    from core.sampling import Prior, experiment_seed, posterior
     from core.settings import load_settings
-    from scheduler.aggregate import aggregate_counts
-    from scheduler.thompson import Prior, experiment_seed, posterior
 
-    init_database(load_settings().database)
+    open_database(load_settings().database)
     with database.connection_context():
         totals = aggregate_counts()
     database.close()

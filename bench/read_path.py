@@ -33,13 +33,14 @@ def seed(db_path: Path, experiments: int) -> int:
     """Load and publish the experiments; return the mean allocation body size in bytes."""
     use_database(db_path)
     from api.cache import AllocationCache
-    from core.db import database, init_database
+    from core.db import database
+    from core.migrations import open_database
     from core.settings import load_settings
     from ingest.metrics import MetricRow, store_rows
     from scheduler.job import run_job
 
     settings = load_settings()
-    init_database(settings.database)
+    open_database(settings.database)
     with database.connection_context():
         store_rows([MetricRow(*row) for row in metric_rows(experiments)])
     sampling = dataclasses.replace(settings.sampling, samples=1000)
@@ -79,7 +80,7 @@ def main() -> int:
         baseline, service = [], []
         for round_number in range(args.rounds):
             baseline += measure("bench.bare_app:app", env, paths, args)
-            service += measure("api.main:app", env, paths, args)
+            service += measure("--factory api.app:create_app", env, paths, args)
             print(
                 f"round {round_number + 1}: baseline {baseline[-1]}, service {service[-1]}",
                 file=sys.stderr,

@@ -58,12 +58,13 @@ def post_body(experiment: int, clicks: int) -> bytes:
 def seed(db_path: Path, experiments: int) -> list[tuple]:
     """Create the experiments; return (experiment pk, variant pk) pairs for the baseline."""
     use_database(db_path)
-    from core.db import database, init_database
-    from core.models import Variant
+    from core.db import database
+    from core.migrations import open_database
+    from core.schema import Variant
     from core.settings import load_settings
     from ingest.metrics import MetricRow, store_rows
 
-    init_database(load_settings().database)
+    open_database(load_settings().database)
     rows = [
         MetricRow(f"exp_{e:06d}", DAY, arm, 1000, 10)
         for e in range(experiments)
@@ -80,11 +81,12 @@ def peewee_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float) -> f
     """Plain Peewee: one transaction per two-row upsert, as fast as one thread can go."""
     from peewee import EXCLUDED
 
-    from core.db import database, init_database, write_transaction
-    from core.models import DailyMetric
+    from core.db import database, write_transaction
+    from core.migrations import open_database
+    from core.schema import DailyMetric
     from core.settings import load_settings
 
-    init_database(load_settings().database)
+    open_database(load_settings().database)
     conflict = [DailyMetric.experiment, DailyMetric.date, DailyMetric.variant]
     update = {DailyMetric.clicks: EXCLUDED.clicks, DailyMetric.updated_at: EXCLUDED.updated_at}
     done, stop_at = 0, time.perf_counter() + seconds
@@ -120,7 +122,7 @@ def post_rows(args, tmp: Path) -> list:
     base, service = [], []
     for _ in range(args.rounds):
         base.append(peewee_upserts_per_s(db_path, pairs, args.seconds))
-        with uvicorn_server("api.main:app", env, probe_path="/healthz") as port:
+        with uvicorn_server("--factory api.app:create_app", env, probe_path="/healthz") as port:
             run_load(port, requests, 1, args.connections, args.tool)
             service.append(run_load(port, requests, args.seconds, args.connections, args.tool))
         print(f"baseline {base[-1]:.0f}/s, service {service[-1]}", file=sys.stderr)

@@ -45,16 +45,17 @@ def pragmas(settings: DatabaseSettings) -> dict:
     }
 
 
-def init_database(settings: DatabaseSettings) -> SqliteDatabase:
-    """Point the shared database at a file and bring its schema up to date."""
-    from core.migrations import migrate
-
+def configure(settings: DatabaseSettings) -> SqliteDatabase:
+    """Point the shared database at a file (core.migrations.open_database also migrates)."""
     if not database.is_closed():
         database.close()
     database.init(settings.path, pragmas=pragmas(settings))
-    with database.connection_context():
-        migrate(database)
     return database
+
+
+def is_busy(exc: Exception) -> bool:
+    """Whether a database error means another connection held the lock past the timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def write_transaction():

@@ -5,7 +5,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from core.db import database, init_database
+from core.db import database
+from core.migrations import open_database
 from core.settings import load_settings_or_exit
 from ingest.loader import load_file, print_report
 
@@ -19,7 +20,7 @@ def main(argv=None) -> int:
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     settings = load_settings_or_exit()
-    init_database(settings.database)
+    open_database(settings.database)
     return 1 if load_paths(args.files, datetime.now(settings.tz).date()) else 0
 
 

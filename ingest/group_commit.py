@@ -13,7 +13,7 @@ inside one transaction, and commits once. So:
   steps of up to 100 ms); writers in other processes still queue on busy_timeout_ms.
 
 The thread keeps its connection open while writes keep coming, closes it after a second
-without any, and reconnects when init_database has pointed the database at another file.
+without any, and reconnects when open_database has pointed the database at another file.
 Never call store from inside a write transaction: the writer would wait for its lock.
 """
 
@@ -72,7 +72,7 @@ class GroupCommit:
             return self._queue.get()
 
     def _connect(self) -> None:
-        if self._path != database.database:  # init_database pointed elsewhere meanwhile
+        if self._path != database.database:  # open_database pointed elsewhere meanwhile
             database.close()
             self._path = database.database
         database.connect(reuse_if_open=True)

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from peewee import EXCLUDED
 
+from core.changes import mark_changed
 from core.db import bound, database, execute_many
-from core.models import DailyMetric, Experiment, Variant, utcnow
-from core.serving import mark_changed
+from core.schema import DailyMetric, Experiment, Variant, utcnow
 from ingest.group_commit import GroupCommit
 
 WRITES = GroupCommit()  # shared by every thread of this process

@@ -21,7 +21,7 @@ from datetime import date
 from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
 
 from core.db import bound, database, drop_temporary_tables, write_transaction
-from core.models import Experiment, Variant, utcnow
+from core.schema import Experiment, Variant, utcnow
 from ingest.metrics import MetricRow, MetricWriter, StoreResult
 
 BATCH_SIZE = 10_000  # rows held in memory before they go to the table

@@ -5,15 +5,16 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from core.db import database, init_database
-from core.models import Experiment
+from core.db import database
+from core.experiments import experiment_exists
+from core.migrations import open_database
 from core.settings import load_settings_or_exit
 from scheduler.job import run_job
 
 
-def experiment_exists(name: str) -> bool:
+def known(name: str) -> bool:
     with database.connection_context():
-        return Experiment.select().where(Experiment.name == name).exists()
+        return experiment_exists(name)
 
 
 def main(argv=None) -> int:
@@ -23,13 +24,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings_or_exit()
-    init_database(settings.database)
+    open_database(settings.database)
     if args.command == "clock":
         from scheduler.clock import run_clock  # APScheduler: not loaded for run-once
 
         run_clock(settings)
         return 0
-    if args.experiment and not experiment_exists(args.experiment):
+    if args.experiment and not known(args.experiment):
         print(f"unknown experiment {args.experiment!r}", file=sys.stderr)
         return 1
     summary = run_job(datetime.now(UTC), settings, "manual", experiment_id=args.experiment)

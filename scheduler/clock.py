@@ -11,19 +11,19 @@ on start, before the scheduler is running.
 import logging
 import signal
 import threading
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from core.db import database
-from core.models import Run
+from core.policy import next_effective_date
 from core.settings import Settings
 from scheduler.job import run_job
+from scheduler.runs import last_scheduled_success
 
 log = logging.getLogger("bandit.clock")
-SCHEDULED_TRIGGERS = ("nightly", "catch_up")
 
 
 def last_fire_time(now: datetime, hour: int, minute: int, tz: ZoneInfo) -> datetime:
@@ -33,10 +33,6 @@ def last_fire_time(now: datetime, hour: int, minute: int, tz: ZoneInfo) -> datet
     if fire > local:
         fire = datetime.combine(local.date() - timedelta(days=1), time(hour, minute), tzinfo=tz)
     return fire
-
-
-def effective_date_for(fire: datetime, tz: ZoneInfo) -> date:
-    return fire.astimezone(tz).date() + timedelta(days=1)
 
 
 def missed_run(
@@ -49,16 +45,9 @@ def missed_run(
     return fire
 
 
-def last_scheduled_success() -> datetime | None:
-    """Start time (aware, UTC) of the latest successful nightly or catch-up run."""
+def last_success() -> datetime | None:
     with database.connection_context():
-        run = (
-            Run.select()
-            .where(Run.trigger.in_(SCHEDULED_TRIGGERS) & (Run.status == "success"))
-            .order_by(Run.started_at.desc())
-            .first()
-        )
-    return run.started_at.replace(tzinfo=UTC) if run else None
+        return last_scheduled_success()
 
 
 def run_scheduled(settings: Settings, trigger: str, fire: datetime, now: datetime, stop=None):
@@ -67,7 +56,7 @@ def run_scheduled(settings: Settings, trigger: str, fire: datetime, now: datetim
         now,
         settings,
         trigger,
-        effective_date=effective_date_for(fire, settings.tz),
+        effective_date=next_effective_date(fire, settings.tz),
         scheduled_for=fire,
         should_stop=stop.is_set if stop is not None else None,
     )
@@ -81,7 +70,7 @@ def nightly(settings: Settings, stop: threading.Event | None = None) -> None:
 
 def catch_up(settings: Settings, now: datetime, stop: threading.Event | None = None) -> bool:
     """Run the missed scheduled job, if any; return whether this process ran it."""
-    fire = missed_run(last_scheduled_success(), now, *settings.run_hour_minute, settings.tz)
+    fire = missed_run(last_success(), now, *settings.run_hour_minute, settings.tz)
     if fire is None:
         return False
     log.warning("the run due at %s was missed; running it now", fire.isoformat())
@@ -98,7 +87,7 @@ def catch_up_until_current(settings: Settings, stop: threading.Event | None = No
     handled, ran = set(), 0
     while True:
         now = datetime.now(UTC)
-        fire = missed_run(last_scheduled_success(), now, *settings.run_hour_minute, settings.tz)
+        fire = missed_run(last_success(), now, *settings.run_hour_minute, settings.tz)
         if fire is None or fire in handled:
             return ran
         handled.add(fire)

@@ -8,14 +8,14 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from core.db import database
+from core.experiments import load_states
+from core.policy import next_effective_date
 from core.settings import Settings
 from scheduler.aggregate import totals_in_chunks
 from scheduler.allocate import allocate
-from scheduler.batches import CHUNK_EXPERIMENTS, in_order, spill, unspill
-from scheduler.policy_store import load_states
+from scheduler.pool import CHUNK_EXPERIMENTS, in_order, spill, unspill
 from scheduler.publish import publish_allocations
 from scheduler.runs import (
     RunCancelled,
@@ -38,13 +38,6 @@ class RunSummary:
     status: str
     experiments_processed: int
     error: str | None = None
-
-
-def next_effective_date(now: datetime, tz: ZoneInfo) -> date:
-    """A run on local day D writes the allocation for D + 1."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(tz).date() + timedelta(days=1)
 
 
 def allocate_chunk(task: tuple) -> list:

@@ -18,14 +18,27 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from core.db import database, write_transaction
-from core.models import Run, utcnow
+from core.schema import Run, utcnow
 
 log = logging.getLogger("bandit.runs")
+SCHEDULED_TRIGGERS = ("nightly", "catch_up")
 ABANDONED = "abandoned: its process died (killed or crashed) or stopped renewing the lease"
 
 
 class RunCancelled(Exception):
     """The process was asked to stop before the run published anything."""
+
+
+def last_scheduled_success() -> datetime | None:
+    """When (aware, UTC) the latest successful nightly or catch-up run finished: what the
+    clock's catch-up and /healthz both go by. Call with a connection open."""
+    finished = (
+        Run.select(Run.finished_at)
+        .where(Run.trigger.in_(SCHEDULED_TRIGGERS) & (Run.status == "success"))
+        .order_by(Run.finished_at.desc())
+        .scalar()
+    )
+    return finished.replace(tzinfo=UTC) if finished else None
 
 
 def holder_name() -> str:

@@ -5,7 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.db import database, init_database
+from core.db import database
+from core.migrations import open_database
 from core.settings import load_settings
 from tests.processes import Processes
 
@@ -35,7 +36,7 @@ def settings(tmp_path, monkeypatch):
 
 @pytest.fixture
 def db(settings):
-    init_database(settings.database)
+    open_database(settings.database)
     with database.connection_context():
         yield database
     database.close()

@@ -101,7 +101,17 @@ class Server(Child):
 
     def __init__(self, env: dict):
         super().__init__(
-            ["-m", "uvicorn", "api.main:app", "--host", HOST, "--port", "0", "--no-access-log"],
+            [
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--host",
+                HOST,
+                "--port",
+                "0",
+                "--no-access-log",
+            ],
             env,
         )
         self.port = 0

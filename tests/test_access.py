@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import AccessPolicy, authorized, bearer_token
+from api.middleware import AccessPolicy, authorized, bearer_token
 from core.secrets import ApiKeys
 from core.settings import SettingsError
 from tests.conftest import CONTRACT_POST

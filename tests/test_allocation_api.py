@@ -6,7 +6,7 @@ import pytest
 from freezegun import freeze_time
 
 from core.db import database
-from core.models import Run
+from core.schema import Run
 from scheduler.job import run_job
 from tests.conftest import CONTRACT_POST, utc
 

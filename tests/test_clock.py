@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 
-from core.models import Run
+from core.schema import Run
 from ingest.metrics import MetricRow, store_rows
 from scheduler.clock import build_scheduler, catch_up, last_fire_time, missed_run
 from tests.conftest import utc

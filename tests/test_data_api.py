@@ -6,7 +6,7 @@ import pytest
 from freezegun import freeze_time
 
 from core.db import database
-from core.models import DailyMetric, Experiment, Variant
+from core.schema import DailyMetric, Experiment, Variant
 from tests.conftest import CONTRACT_POST
 
 

@@ -5,8 +5,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from scheduler.exact import exact_prob_best
-from scheduler.thompson import Prior, experiment_seed, posterior, prob_best
+from core.beta import exact_prob_best
+from core.sampling import Prior, experiment_seed, posterior, posterior_draws, prob_best
 from tests.test_thompson import exact_prob_best as reference_prob_best
 
 SAMPLES = 10_000
@@ -25,7 +25,9 @@ CASES = {
 def test_monte_carlo_is_within_four_standard_errors_of_exact(impressions, clicks):
     alpha, beta = posterior(impressions, clicks, Prior())
     exact = exact_prob_best(alpha, beta)
-    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("exact", date(2025, 12, 23)))
+    sampled = prob_best(
+        posterior_draws(alpha, beta, SAMPLES, experiment_seed("exact", date(2025, 12, 23)))
+    )
     tolerance = 4 * np.sqrt(exact * (1 - exact) / SAMPLES) + 1e-4
     assert np.all(np.abs(sampled - exact) <= tolerance), (sampled, exact)
 
@@ -53,6 +55,6 @@ def test_exact_with_many_arms_stays_bounded_and_agrees_with_sampling():
     alpha = 50.0 + np.arange(60) * 0.5
     beta = np.full(60, 950.0)
     exact = exact_prob_best(alpha, beta)
-    sampled = prob_best(alpha, beta, 10_000, 11)
+    sampled = prob_best(posterior_draws(alpha, beta, 10_000, 11))
     assert exact.sum() == pytest.approx(1.0)
     assert np.all(np.abs(sampled - exact) <= 4 * np.sqrt(exact * (1 - exact) / 10_000) + 1e-3)

@@ -3,7 +3,7 @@
 import pytest
 from freezegun import freeze_time
 
-from scheduler.posterior import credible_interval
+from core.beta import credible_interval
 from tests.conftest import CONTRACT_POST
 
 

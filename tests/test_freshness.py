@@ -40,7 +40,15 @@ def env(tmp_path):
 def web(env):
     """A real uvicorn web process on a free port; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "api.app:create_app",
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from core.db import write_transaction
-from core.models import DailyMetric, Experiment
+from core.schema import DailyMetric, Experiment
 from ingest import group_commit
 from ingest.group_commit import GroupCommit
 from ingest.metrics import MetricRow, store_rows, write_rows

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 
 from core.db import database
-from core.models import Variant
+from core.schema import Variant
 from ingest import staging
 from ingest.__main__ import main
 from ingest.metrics import MetricRow

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from core.db import database
-from core.models import DailyMetric
+from core.schema import DailyMetric
 from ingest.__main__ import main
 from tests.test_data_api import stored_counts
 

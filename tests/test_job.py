@@ -4,11 +4,12 @@ from datetime import date
 
 import pytest
 
-from core.models import Allocation, Experiment, Run, Variant
+from core.counts import aggregate_counts
+from core.policy import next_effective_date
+from core.schema import Allocation, Experiment, Run, Variant
 from ingest.metrics import MetricRow, store_rows
 from scheduler import job
-from scheduler.aggregate import aggregate_counts
-from scheduler.job import next_effective_date, run_job
+from scheduler.job import run_job
 from tests.conftest import utc
 
 NOW = utc(2025, 12, 22, 23, 50)
@@ -182,10 +183,11 @@ def test_prior_and_samples_come_from_settings(db, settings):
 
 
 def test_run_once_command_publishes_and_reports(settings, monkeypatch, capsys):
-    from core.db import database, init_database
+    from core.db import database
+    from core.migrations import open_database
     from scheduler.__main__ import main
 
-    init_database(settings.database)
+    open_database(settings.database)
     with database.connection_context():
         load(
             ("ctr_test", date(2025, 12, 21), "control", 100, 5),

@@ -7,12 +7,15 @@ from datetime import date
 import numpy as np
 import pytest
 
-from core.models import Allocation
+from core.counts import aggregate_counts
+from core.sampling import percentile, row_max
+from core.schema import Allocation
 from ingest.metrics import MetricRow, store_rows
 from scheduler import job
-from scheduler.aggregate import aggregate_counts, totals_in_chunks
-from scheduler.batches import batched, in_order, spill, unspill
-from scheduler.winner import percentile, row_max
+from scheduler.aggregate import totals_in_chunks
+from peewee import chunked
+
+from scheduler.pool import in_order, spill, unspill
 from tests.conftest import utc
 
 NOW = utc(2025, 12, 22, 23, 50)
@@ -60,7 +63,7 @@ def test_chunked_run_publishes_what_one_chunk_does(db, settings, monkeypatch):
     job.run_job(NOW, with_workers(settings, 1))
     whole = published()
     monkeypatch.setattr(job, "CHUNK_EXPERIMENTS", 2)
-    monkeypatch.setattr("scheduler.staging.STAGE_BATCH", 3)
+    monkeypatch.setattr("scheduler.publish.STAGE_BATCH", 3)
     summary = job.run_job(NOW, with_workers(settings, 1))
     assert summary.experiments_processed == 7
     assert published() == whole
@@ -79,7 +82,7 @@ def test_two_workers_publish_exactly_what_one_does(db, settings, monkeypatch):
 
 def test_spill_gives_back_every_item_in_order():
     file = io.BytesIO()
-    assert spill(batched(range(10), 3), file) == 10
+    assert spill(chunked(range(10), 3), file) == 10
     assert list(unspill(file)) == list(range(10))
 
 

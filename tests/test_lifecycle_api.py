@@ -3,7 +3,7 @@
 import pytest
 
 from core.db import database
-from core.policy_models import ExperimentPolicy
+from core.schema import ExperimentPolicy
 from scheduler.job import run_job
 from tests.conftest import CONTRACT_POST, utc
 

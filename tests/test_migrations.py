@@ -4,7 +4,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
 from core.migrations import MIGRATIONS, REDUNDANT_INDEXES, drop_redundant_indexes, migrate
-from core.models import SchemaVersion
+from core.schema import SchemaVersion
 
 
 def indexes(db) -> set[str]:

@@ -6,9 +6,9 @@ from datetime import date
 import numpy as np
 import pytest
 
+from core.policy import ArmCounts, decide, round_to_hundred, with_floor
+from core.sampling import Prior, experiment_seed, posterior, posterior_draws, prob_best
 from core.settings import PolicySettings
-from scheduler.policy import ArmCounts, decide, with_floor
-from scheduler.thompson import Prior, experiment_seed, posterior, prob_best, round_to_hundred
 
 SEED = experiment_seed("ctr_test", date(2025, 12, 23))
 README_ARMS = [ArmCounts("control", 1000, 50, 1000), ArmCounts("variant", 1000, 70, 1000)]
@@ -30,7 +30,9 @@ def test_defaults_are_plain_thompson_with_the_same_numbers():
     split = run(README_ARMS)
     alpha, beta = posterior([1000, 1000], [50, 70], Prior())
     assert split.reason == "thompson"
-    assert np.array_equal(split.probabilities, prob_best(alpha, beta, 10_000, SEED))
+    assert np.array_equal(
+        split.probabilities, prob_best(posterior_draws(alpha, beta, 10_000, SEED))
+    )
     assert np.array_equal(split.shares, split.probabilities)
 
 

@@ -6,15 +6,14 @@ from datetime import date
 
 import pytest
 
-from core.db import database, init_database
-from core.migrations import MIGRATIONS
-from core.models import Experiment, SchemaVersion
-from core.policy_models import AllocationReason
+from core.counts import aggregate_counts
+from core.db import database
+from core.experiments import save_overrides
+from core.migrations import MIGRATIONS, open_database
+from core.policy import day_number
+from core.schema import AllocationReason, Experiment, SchemaVersion
 from ingest.metrics import MetricRow, store_rows
-from scheduler.aggregate import aggregate_counts
-from scheduler.allocate import day_number
 from scheduler.job import run_job
-from scheduler.policy_store import save_overrides
 from tests.conftest import utc
 
 AS_OF = date(2025, 12, 22)
@@ -95,7 +94,7 @@ def test_window_changes_the_split_when_rates_drift(db, settings):
     run_job(utc(2025, 12, 22, 23, 50), with_policy(settings, window_days=7))
     reason = AllocationReason.get()
     assert reason.reason == "thompson" and "last 7 days" in reason.explanation
-    from core.models import Allocation
+    from core.schema import Allocation
 
     control = Allocation.select().order_by(Allocation.variant).first()
     assert control.percentage > 99
@@ -113,7 +112,7 @@ def test_policy_migration_upgrades_a_version_1_database(tmp_path, settings):
         MIGRATIONS[0](database)
         SchemaVersion.insert(version=1).execute()  # a database as the first release left it
     database.close()
-    init_database(dataclasses.replace(settings.database, path=str(path)))
+    open_database(dataclasses.replace(settings.database, path=str(path)))
     database.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     assert {"experiment_policy", "archived_variant", "allocation_reason"} <= tables

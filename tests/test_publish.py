@@ -6,10 +6,9 @@ from datetime import date
 
 import pytest
 
-from core.models import Allocation, Counter, Experiment, Run
-from core.policy_models import AllocationReason
+from core.schema import Allocation, AllocationReason, Counter, Experiment, Run
 from ingest.metrics import MetricRow, store_rows
-from scheduler import publish, staging
+from scheduler import publish
 from scheduler.job import run_job
 from tests.conftest import utc
 
@@ -60,15 +59,15 @@ def temporary_tables(db) -> list[str]:
 def test_another_connection_commits_a_write_while_rows_are_staged(db, settings, monkeypatch):
     load(clicks=50)
     staged_when_written = []
-    original = staging.stage_batch
+    original = publish.stage_batch
 
     def stage_then_write(results):
         original(results)
-        staged_when_written.append(staging.StagedAllocation.select().count())
+        staged_when_written.append(publish.StagedAllocation.select().count())
         write_from_another_connection(settings.database.path, f"w{len(staged_when_written)}")
 
-    monkeypatch.setattr(staging, "STAGE_BATCH", 1)
-    monkeypatch.setattr(staging, "stage_batch", stage_then_write)
+    monkeypatch.setattr(publish, "STAGE_BATCH", 1)
+    monkeypatch.setattr(publish, "stage_batch", stage_then_write)
     summary = run_job(NOW, settings)
     assert summary.status == "success"
     assert staged_when_written == [2, 4, 6]  # two arms per experiment, one batch each
@@ -98,7 +97,7 @@ def test_a_failure_while_staging_keeps_the_previous_split_whole(db, settings, mo
     before, version = split(), Counter.get_by_id("serving").value
     load(clicks=90)
     calls = []
-    original = staging.stage_batch
+    original = publish.stage_batch
 
     def fail_on_second_batch(results):
         calls.append(results)
@@ -106,8 +105,8 @@ def test_a_failure_while_staging_keeps_the_previous_split_whole(db, settings, mo
             raise RuntimeError("disk full while staging")
         original(results)
 
-    monkeypatch.setattr(staging, "STAGE_BATCH", 1)
-    monkeypatch.setattr(staging, "stage_batch", fail_on_second_batch)
+    monkeypatch.setattr(publish, "STAGE_BATCH", 1)
+    monkeypatch.setattr(publish, "stage_batch", fail_on_second_batch)
     summary = run_job(NOW, settings)
     assert summary.status == "failed" and "while staging" in summary.error
     assert split() == before and before[0][-1] == first.run_id
@@ -154,14 +153,14 @@ def test_a_republish_replaces_the_day_and_stamps_only_its_experiments(db, settin
 def test_staging_tables_are_temporary_and_gone_after_the_publish(db, settings, monkeypatch):
     load(clicks=50)
     seen = []
-    original = staging.stage_batch
+    original = publish.stage_batch
 
     def look(results):
         original(results)
         main = db.execute_sql("SELECT name FROM sqlite_master WHERE name LIKE 'staged%'")
         seen.append((sorted(temporary_tables(db)), main.fetchall()))
 
-    monkeypatch.setattr(staging, "stage_batch", look)
+    monkeypatch.setattr(publish, "stage_batch", look)
     assert run_job(NOW, settings).status == "success"
     assert seen == [(["staged_allocation", "staged_reason"], [])]
     assert temporary_tables(db) == []  # the connection stays open (as in the web process)

@@ -11,7 +11,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
 from core.migrations import MIGRATIONS, add_run_lease, migrate
-from core.models import Allocation, Run, SchemaVersion, utcnow
+from core.schema import Allocation, Run, SchemaVersion, utcnow
 from scheduler import clock
 from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
 from tests.conftest import utc

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from core.srm import chi_square_sf, clicks_gained, sample_ratio
 from scheduler.job import run_job
-from scheduler.srm import chi_square_sf, clicks_gained, sample_ratio
 from tests.conftest import utc
 
 

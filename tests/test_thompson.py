@@ -6,15 +6,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from scheduler.thompson import (
-    Prior,
-    equal_split,
-    experiment_seed,
-    posterior,
-    prob_best,
-    round_to_hundred,
-    win_counts,
-)
+from core.policy import equal_split, round_to_hundred
+from core.sampling import Prior, experiment_seed, posterior, posterior_draws, prob_best, win_counts
 
 SAMPLES = 10_000
 
@@ -57,7 +50,9 @@ def test_prob_best_within_four_standard_errors_of_exact(impressions, clicks):
     alpha, beta = posterior(impressions, clicks, Prior())
     exact = exact_prob_best(alpha, beta)
     assert exact.sum() == pytest.approx(1.0, abs=1e-6)
-    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("ref", date(2025, 12, 23)))
+    sampled = prob_best(
+        posterior_draws(alpha, beta, SAMPLES, experiment_seed("ref", date(2025, 12, 23)))
+    )
     tolerance = 4 * np.sqrt(exact * (1 - exact) / SAMPLES) + 1e-4
     assert np.all(np.abs(sampled - exact) <= tolerance), (sampled, exact)
 
@@ -72,7 +67,9 @@ def test_reference_integration_handles_concentrated_posteriors():
 
 def test_readme_example_gives_about_97_percent_to_variant():
     alpha, beta = posterior([1000, 1000], [50, 70], Prior())
-    sampled = prob_best(alpha, beta, SAMPLES, experiment_seed("ctr_test", date(2025, 12, 23)))
+    sampled = prob_best(
+        posterior_draws(alpha, beta, SAMPLES, experiment_seed("ctr_test", date(2025, 12, 23)))
+    )
     assert round_to_hundred(sampled)[1] == pytest.approx(97.0, abs=1.0)
 
 
@@ -80,7 +77,8 @@ def test_same_seed_gives_identical_probabilities():
     alpha, beta = posterior([500, 500, 500], [20, 25, 30], Prior())
     seed = experiment_seed("exp", date(2025, 1, 2))
     assert np.array_equal(
-        prob_best(alpha, beta, SAMPLES, seed), prob_best(alpha, beta, SAMPLES, seed)
+        prob_best(posterior_draws(alpha, beta, SAMPLES, seed)),
+        prob_best(posterior_draws(alpha, beta, SAMPLES, seed)),
     )
 
 
@@ -105,7 +103,7 @@ def test_many_arms_sum_to_one(arms):
     impressions = rng.integers(100, 10_000, arms)
     clicks = (impressions * rng.uniform(0.01, 0.1, arms)).astype(int)
     alpha, beta = posterior(impressions, clicks, Prior())
-    probabilities = prob_best(alpha, beta, SAMPLES, 7)
+    probabilities = prob_best(posterior_draws(alpha, beta, SAMPLES, 7))
     assert probabilities.shape == (arms,)
     assert probabilities.sum() == pytest.approx(1.0)
 

@@ -1,9 +1,11 @@
-"""Peewee models. Times are naive UTC; dates are calendar dates in the configured zone."""
+"""The schema: every table, as Peewee models. Times are naive UTC; dates are calendar dates in
+the configured zone. The schema changes only through a numbered step in core/migrations/."""
 
 from datetime import UTC, datetime
 
 from peewee import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DateField,
     DateTimeField,
@@ -100,4 +102,67 @@ class SchemaVersion(BaseModel):
     version = IntegerField()
 
 
-ALL_MODELS = [Counter, Experiment, Variant, DailyMetric, Run, Allocation, SchemaVersion]
+class ExperimentPolicy(BaseModel):
+    """One row per experiment that has overrides or is archived. NULL: the config default."""
+
+    experiment = ForeignKeyField(Experiment, unique=True, on_delete="CASCADE")
+    min_allocation = FloatField(null=True)
+    min_impressions = IntegerField(null=True)
+    exploration_days = IntegerField(null=True)
+    winner_probability = FloatField(null=True)
+    value_remaining = FloatField(null=True)
+    auto_rollout = BooleanField(null=True)
+    window_days = IntegerField(null=True)
+    discount = FloatField(null=True)
+    method = CharField(null=True)
+    archived_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ArchivedVariant(BaseModel):
+    """An arm that is no longer allocated; its metrics and allocation history stay."""
+
+    variant = ForeignKeyField(Variant, unique=True, on_delete="CASCADE")
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    archived_at = DateTimeField(default=utcnow)
+
+
+class AllocationReason(BaseModel):
+    """Why an experiment's split for a day is what it is: a code and a sentence."""
+
+    # No index of its own: the unique index below starts with it (migration 4 drops the old one).
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE", index=False)
+    effective_date = DateField()
+    run = ForeignKeyField(Run)
+    reason = CharField()
+    explanation = TextField()
+
+    class Meta:
+        indexes = ((("experiment", "effective_date"), True),)
+
+
+POLICY_KEYS = (
+    "min_allocation",
+    "min_impressions",
+    "exploration_days",
+    "winner_probability",
+    "value_remaining",
+    "auto_rollout",
+    "window_days",
+    "discount",
+    "method",
+)
+
+
+ALL_MODELS = [
+    Counter,
+    Experiment,
+    Variant,
+    DailyMetric,
+    Run,
+    Allocation,
+    SchemaVersion,
+    ExperimentPolicy,
+    ArchivedVariant,
+    AllocationReason,
+]

@@ -4,9 +4,11 @@ Web processes poll experiments whose version is above the last value they saw, s
 publish by any process reaches every worker without re-reading everything.
 """
 
-from peewee import SelectQuery
+from peewee import SelectQuery, chunked
 
-from core.models import Counter, Experiment
+from core.schema import Counter, Experiment
+
+STAMP_BATCH = 500  # ids per UPDATE ... WHERE id IN (...)
 
 
 def bump_serving_version() -> int:
@@ -29,8 +31,8 @@ def mark_changed(experiment_ids) -> None:
     if not ids:
         return
     version = bump_serving_version()
-    for start in range(0, len(ids), 500):
-        stamp(version, ids[start : start + 500])
+    for batch in chunked(ids, STAMP_BATCH):
+        stamp(version, batch)
 
 
 def stamp(version: int, experiment_ids) -> None:

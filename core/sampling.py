@@ -1,16 +1,26 @@
-"""Joint posterior draws, P(best) from them, and the winner rule. Pure functions.
+"""Thompson Sampling for Beta-Bernoulli arms: the posterior, the joint draws, P(best) and the
+winner rule. The one production path: the nightly job and the experiment report call these.
+
+Pure functions: no database, no clock. The seed is derived from the experiment and the
+effective date so that rerunning a day on the same data gives the same split.
 
 The winner rule is the "value remaining" rule of Google Analytics content experiments:
 an arm wins when P(best) >= winner_probability and the 95th percentile, over the same
 draws, of (theta_max - theta_leader) / theta_leader is below value_remaining.
 """
 
+import hashlib
 import math
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
-from scheduler.thompson import win_counts
+
+@dataclass(frozen=True)
+class Prior:
+    alpha: float = 1.0
+    beta: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -21,15 +31,56 @@ class WinnerCheck:
     declared: bool
 
 
+def experiment_seed(experiment_id: str, effective_date: date) -> int:
+    """A stable 63-bit seed per (experiment, day): fits a signed 64-bit column."""
+    key = f"{experiment_id}|{effective_date.isoformat()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
+
+def posterior(impressions, clicks, prior: Prior) -> tuple[np.ndarray, np.ndarray]:
+    """Beta posterior parameters per arm."""
+    impressions = np.asarray(impressions, dtype=np.float64)
+    clicks = np.asarray(clicks, dtype=np.float64)
+    return prior.alpha + clicks, prior.beta + impressions - clicks
+
+
 def posterior_draws(alpha, beta, samples: int, seed: int) -> np.ndarray:
-    """samples x arms draws; the same generator calls as thompson.prob_best, so the same
-    seed gives the same P(best) (and the README example the same split)."""
+    """samples x arms joint draws from the posteriors, seeded."""
     rng = np.random.default_rng(seed)
     return rng.beta(alpha, beta, size=(samples, len(alpha)))
 
 
-def best_share(draws: np.ndarray) -> np.ndarray:
+def prob_best(draws: np.ndarray) -> np.ndarray:
+    """Share of the joint draws in which each arm has the largest sample."""
     return win_counts(draws) / draws.shape[0]
+
+
+COLUMN_WISE_ARMS = 6  # up to here comparing whole columns beats argmax along the rows
+
+
+def win_counts(draws: np.ndarray) -> np.ndarray:
+    """How many rows of a samples x arms array each arm holds the largest value in, the
+    first arm winning a tie: np.bincount(draws.argmax(axis=1)), the same counts.
+
+    argmax along a short row pays numpy's per-row overhead (about 60 us for 10,000 x 3,
+    a twentieth of drawing them); for a few arms, comparing whole columns is 2 to 8 times
+    cheaper. Beta draws practically never tie; when two do, argmax settles the counts.
+    """
+    samples, arms = draws.shape
+    if arms == 1:
+        return np.array([samples])
+    if arms == 2:
+        second = int(np.count_nonzero(draws[:, 1] > draws[:, 0]))
+        return np.array([samples - second, second])
+    if arms <= COLUMN_WISE_ARMS:
+        columns = draws.T.copy()  # one contiguous row per arm
+        best = np.maximum(columns[0], columns[1])
+        for column in columns[2:]:
+            np.maximum(best, column, out=best)
+        counts = [np.count_nonzero(column == best) for column in columns]
+        if sum(counts) == samples:  # every row has exactly one largest value
+            return np.array(counts)
+    return np.bincount(draws.argmax(axis=1), minlength=arms)
 
 
 def row_max(draws: np.ndarray) -> np.ndarray:

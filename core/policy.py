@@ -6,37 +6,46 @@ experiment archived, exploration days, impressions gate, winner rollout, Thompso
 sentence a person can read.
 """
 
+import math
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from core.settings import PolicySettings
-from scheduler.exact import exact_prob_best
-from scheduler.thompson import Prior, posterior
-from scheduler.winner import (
+from core.beta import exact_prob_best
+from core.sampling import (
+    Prior,
     WinnerCheck,
-    best_share,
     check_winner,
+    experiment_seed,
     leader_only,
+    posterior,
     posterior_draws,
+    prob_best,
 )
+from core.settings import PolicySettings, SamplingSettings
 
+# Every reason a published split can carry, in rule order; not_computed is what the web
+# process serves for an experiment no run has computed yet.
 REASONS = (
-    "thompson",
-    "floor_applied",
+    "experiment_archived",
     "exploration",
     "gate_not_met",
     "winner_rollout",
-    "experiment_archived",
+    "floor_applied",
+    "thompson",
 )
+NOT_COMPUTED = "not_computed"
+NOT_COMPUTED_TEXT = "No run has computed this experiment yet: equal split."
 
 
 @dataclass(frozen=True)
 class ArmCounts:
     name: str
-    impressions: float  # as counted by the policy (windowed or discounted)
-    clicks: float
-    total_impressions: int  # every day, unweighted: what the impressions gate looks at
+    counted_impressions: float  # as counted by the policy (windowed or discounted)
+    counted_clicks: float
+    impressions: int  # every day, unweighted: what the impressions gate looks at
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,53 @@ class Split:
     winner: WinnerCheck
     reason: str
     explanation: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An experiment's split for a day, computed the one way the job and the report share."""
+
+    arms: list  # the active arms' totals (core.counts.ArmTotals), in the split's order
+    seed: int
+    split: Split
+
+
+def next_effective_date(now: datetime, tz: ZoneInfo) -> date:
+    """A run on local day D writes the allocation for D + 1."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(tz).date() + timedelta(days=1)
+
+
+def day_number(effective_date: date, first_date: date) -> int:
+    """1 on the experiment's first day of data; never below 1 (data dated ahead of a run)."""
+    return max(1, (effective_date - first_date).days + 1)
+
+
+def decide_experiment(
+    totals, state, effective_date: date, sampling: SamplingSettings, measure_winner: bool = True
+) -> Decision | None:
+    """The split of one experiment's totals (core.counts) under its policy state
+    (core.experiments) for effective_date; None when every arm is archived."""
+    active = [a for a in totals.arms if a.variant_pk not in state.archived_variants]
+    if not active:
+        return None
+    first = min(a.first_date for a in totals.arms)
+    seed = experiment_seed(totals.experiment_id, effective_date)
+    split = decide(
+        [
+            ArmCounts(a.variant_id, a.counted_impressions, a.counted_clicks, a.impressions)
+            for a in active
+        ],
+        day_number(effective_date, first),
+        state.archived,
+        state.policy,
+        Prior(sampling.prior_alpha, sampling.prior_beta),
+        sampling.samples,
+        seed,
+        measure_winner=measure_winner,
+    )
+    return Decision(active, seed, split)
 
 
 def equal(arms: int) -> np.ndarray:
@@ -69,7 +125,7 @@ def with_floor(weights, floor: float) -> np.ndarray:
 def probabilities_of(alpha, beta, draws, method: str) -> np.ndarray:
     if method == "exact":
         return exact_prob_best(alpha, beta)
-    return best_share(draws)
+    return prob_best(draws)
 
 
 def decide(
@@ -86,7 +142,9 @@ def decide(
 
     measure_winner=False skips the winner's value-remaining pass (the nightly job does when
     auto_rollout is off: no rule then needs it, and it costs a tenth of the draws)."""
-    alpha, beta = posterior([a.impressions for a in arms], [a.clicks for a in arms], prior)
+    alpha, beta = posterior(
+        [a.counted_impressions for a in arms], [a.counted_clicks for a in arms], prior
+    )
     draws = posterior_draws(alpha, beta, samples, seed)
     probabilities = probabilities_of(alpha, beta, draws, policy.method)
     winner = (
@@ -106,7 +164,7 @@ def choose_rule(arms, day, archived, policy, probabilities, winner) -> tuple:
     if day <= policy.exploration_days:
         text = f"Exploration day {day} of {policy.exploration_days}: equal split."
         return "exploration", equal(k), text
-    below = [a for a in arms if a.total_impressions < policy.min_impressions]
+    below = [a for a in arms if a.impressions < policy.min_impressions]
     if below:
         return "gate_not_met", equal(k), gate_text(below, policy.min_impressions)
     if policy.auto_rollout and winner.declared:
@@ -130,11 +188,11 @@ def archived_text(arms, winner: WinnerCheck) -> str:
 
 
 def gate_text(below: list[ArmCounts], needed: int) -> str:
-    fewest = min(below, key=lambda a: a.total_impressions)
+    fewest = min(below, key=lambda a: a.impressions)
     others = f" ({len(below)} arms below)" if len(below) > 1 else ""
     return (
         f"Equal split until every arm has {needed} impressions: "
-        f"{fewest.name!r} has {fewest.total_impressions}{others}."
+        f"{fewest.name!r} has {fewest.impressions}{others}."
     )
 
 
@@ -164,3 +222,24 @@ def counting_note(policy: PolicySettings) -> str:
     if policy.discount < 1:
         return f" Each day's counts weighted by {policy.discount}^(age in days)."
     return ""
+
+
+def round_to_hundred(probabilities) -> list[float]:
+    """Percentages with one decimal that sum to exactly 100.0 (largest remainder).
+
+    Plain Python, not numpy: for a handful of arms numpy's per-call cost is most of the
+    work, and the nightly job rounds every experiment."""
+    tenths = [p * 1000 for p in np.asarray(probabilities, dtype=np.float64).tolist()]
+    floors = [math.floor(t) for t in tenths]
+    short = 1000 - sum(floors)
+    # sorted() is stable: equal remainders go to the earlier arm, so the result is
+    # deterministic.
+    order = sorted(range(len(tenths)), key=lambda i: floors[i] - tenths[i])
+    for i in order[:short]:
+        floors[i] += 1
+    return [t / 10 for t in floors]
+
+
+def equal_split(arms: int) -> list[float]:
+    """The equal split as published percentages."""
+    return round_to_hundred(equal(arms))

@@ -1,28 +1,36 @@
 """Schema migrations. Each step runs once, in order, in one transaction with its version bump.
 
-After the first release the schema changes only by appending a step here.
+`open_database` points the shared database at a file and applies what is pending. After
+the first release the schema changes only by appending a step here.
 """
 
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
-from core.db import write_transaction
-from core.models import ALL_MODELS, Counter, Run, SchemaVersion
+from core.db import configure
+from core.schema import (
+    Allocation,
+    AllocationReason,
+    ArchivedVariant,
+    Counter,
+    DailyMetric,
+    Experiment,
+    ExperimentPolicy,
+    Run,
+    SchemaVersion,
+    Variant,
+)
+from core.settings import DatabaseSettings
 
 
 def create_first_schema(db) -> None:
-    db.create_tables(ALL_MODELS)
+    db.create_tables([Counter, Experiment, Variant, DailyMetric, Run, Allocation, SchemaVersion])
     Counter.insert(name="serving", value=0).on_conflict_ignore().execute()
 
 
 def add_policy_tables(db) -> None:
-    """Issue 3: per-experiment settings, archived variants, reasons for each split.
-
-    New tables only (no ALTER), so the step is safe whichever order it lands in.
-    """
-    from core.policy_models import POLICY_MODELS
-
-    db.create_tables(POLICY_MODELS)
+    """Per-experiment settings, archived variants, reasons for each split."""
+    db.create_tables([ExperimentPolicy, ArchivedVariant, AllocationReason])
 
 
 def add_run_lease(db) -> None:
@@ -77,9 +85,17 @@ def current_version(db) -> int:
 
 def migrate(db) -> int:
     """Apply every step the database has not seen; return the resulting version."""
-    with write_transaction():
+    with db.atomic("IMMEDIATE"):
         version = current_version(db)
         for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
             step(db)
             SchemaVersion.insert(version=number).execute()
         return len(MIGRATIONS)
+
+
+def open_database(settings: DatabaseSettings):
+    """Point the shared database at a file and bring its schema up to date."""
+    db = configure(settings)
+    with db.connection_context():
+        migrate(db)
+    return db

@@ -5,7 +5,7 @@ experiment at once: totals are read a chunk at a time, computed (by `workers` pr
 when more than one), and each chunk of results is pickled to a temporary file. The
 publish then streams that file into staging tables and copies them in one write
 transaction, so a run is still all or nothing and the write lock is held only while the
-rows are copied, not while numpy works or Python reads the file (scheduler/staging.py).
+rows are copied, not while numpy works or Python reads the file (scheduler/publish.py).
 """
 
 import multiprocessing
@@ -15,17 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 CHUNK_EXPERIMENTS = 1000
-
-
-def batched(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def in_order(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
