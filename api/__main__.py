@@ -1,5 +1,6 @@
 """`python -m api` starts the web process on the configured host and port."""
 
+import argparse
 import sys
 
 import uvicorn
@@ -18,7 +19,18 @@ def check_access(settings) -> None:
         raise SystemExit(2) from None
 
 
-def main() -> int:
+def parse_args(argv) -> None:
+    """No options: settings come from config.toml and BANDIT_* variables. --help (or any
+    argument) must never start a server."""
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description="Start the web process on server.host:server.port (see config.toml).",
+    )
+    parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    parse_args(argv)
     settings = load_settings_or_exit()
     check_access(settings)
     uvicorn.run(

@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     )
     app.state.cache = AllocationCache()
     install_error_handlers(app)
+    # No redirect for a trailing slash: Starlette builds it from the Host header.
+    app.router.redirect_slashes = False
     app.include_router(router)
     # Added last = runs first: a request without a key is refused before its body is read.
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)

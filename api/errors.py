@@ -52,21 +52,38 @@ def documented_methods(schema: dict, path: str) -> list[str]:
     return sorted(methods)
 
 
+MAX_LISTED_ERRORS = 20  # a body with 80,000 unknown fields must not get a 5 MB answer
+# What FastAPI answers (400) when decoding the body raised anything but a JSON syntax error.
+UNPARSABLE = "There was an error parsing the body"
+PARSE_PROBLEMS = {
+    UnicodeDecodeError: "not UTF-8 text",
+    RecursionError: "nested too deeply",
+    ValueError: "a number is too long",
+}
+
+
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    found = exc.errors()
     errors = [
         {
             "field": "body" if e.get("type") == "json_invalid" else field_name(e.get("loc", ())),
             "message": describe(e),
         }
-        for e in exc.errors()
+        for e in found[:MAX_LISTED_ERRORS]
     ]
     message = "; ".join(e["message"] for e in errors[:5])
+    if len(found) > 5:
+        message += f"; and {len(found) - 5} more problem(s)"
     return error_response("invalid_request", message, 422, errors=errors)
 
 
-def unparsable_body(exc: HTTPException) -> bool:
-    """FastAPI answers 400 when a JSON body is not even text (bad UTF-8); that is a 422 here."""
-    return exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError)
+def parse_problem(exc: HTTPException) -> str | None:
+    """Why FastAPI could not decode a JSON body (its 400 is a 422 naming the body here)."""
+    if exc.status_code != 400 or exc.detail != UNPARSABLE:
+        return None
+    cause = exc.__cause__
+    found = next((text for kind, text in PARSE_PROBLEMS.items() if isinstance(cause, kind)), None)
+    return found or "cannot be decoded"
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -75,8 +92,9 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # Starlette names only the first matching route's methods; the schema knows them all.
         methods = documented_methods(request.app.openapi(), request.url.path)
         headers = {**(headers or {}), "Allow": ", ".join(methods)}
-    if unparsable_body(exc):
-        message = "body: not valid JSON (not UTF-8 text)"
+    problem = parse_problem(exc)
+    if problem:
+        message = f"body: not valid JSON ({problem})"
         errors = [{"field": "body", "message": message}]
         return error_response("invalid_request", message, 422, errors=errors)
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(

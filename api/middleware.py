@@ -107,6 +107,13 @@ def too_large(limit: int):
     return error_response("too_large", message, 413, headers={"Connection": "close"})
 
 
+def ambiguous_framing():
+    # RFC 9112 6.3: a request with both may be a smuggling attempt; answer and close, so a
+    # request pipelined behind it is never read with the wrong framing.
+    message = "body: both Content-Length and Transfer-Encoding were sent; send one"
+    return error_response("bad_request", message, 400, headers={"Connection": "close"})
+
+
 def declared_length(headers: Headers) -> int | None:
     value = headers.get("content-length")
     return int(value) if value is not None and value.strip().isdigit() else None
@@ -158,6 +165,9 @@ class LimitBodySize:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if "transfer-encoding" in headers and "content-length" in headers:
+            await ambiguous_framing()(scope, receive, send)
+            return
         length = declared_length(headers)
         if length is not None and length > self.limit:
             await too_large(self.limit)(scope, receive, send)

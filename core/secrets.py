@@ -55,5 +55,15 @@ def parse_api_keys(raw: str) -> ApiKeys:
 
 
 def load_api_keys(env=None) -> ApiKeys:
+    """The keys; none when the variable is unset. A variable that is set but holds no key
+    (empty, spaces, commas) is refused: it would silently leave every write open."""
     env = os.environ if env is None else env
-    return parse_api_keys(env.get(API_KEYS_VARIABLE, ""))
+    if API_KEYS_VARIABLE not in env:
+        return ApiKeys()
+    keys = parse_api_keys(env[API_KEYS_VARIABLE])
+    if not keys:
+        raise SettingsError(
+            f"{API_KEYS_VARIABLE} is set but holds no key: give comma-separated keys, or unset"
+            " it to run without access control"
+        )
+    return keys

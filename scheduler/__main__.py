@@ -22,6 +22,10 @@ def main(argv=None) -> int:
     parser.add_argument("command", nargs="?", choices=["clock", "run-once"], default="clock")
     parser.add_argument("--experiment", help="run-once: only this experiment")
     args = parser.parse_args(argv)
+    if args.experiment and args.command != "run-once":
+        parser.error(
+            "--experiment is an option of run-once: python -m scheduler run-once --experiment ID"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings_or_exit()
     open_database(settings.database)

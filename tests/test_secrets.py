@@ -22,7 +22,12 @@ def test_a_wrong_key_or_a_prefix_does_not_match():
 
 def test_no_variable_means_no_keys():
     assert not load_api_keys({})
-    assert not load_api_keys({"BANDIT_AUTH_API_KEYS": " , "})
+
+
+@pytest.mark.parametrize("raw", ["", " ", ",", " , ,"])
+def test_a_variable_set_without_a_key_is_refused_not_taken_as_auth_off(raw):
+    with pytest.raises(SettingsError, match="set but holds no key"):
+        load_api_keys({"BANDIT_AUTH_API_KEYS": raw})
 
 
 def test_keys_are_never_in_repr():
