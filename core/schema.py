@@ -76,7 +76,7 @@ class Run(BaseModel):
     status = CharField(default="running")  # running, success, failed, cancelled
     experiments_processed = IntegerField(default=0)
     error = TextField(null=True)
-    # Added by migration 2. The row is also the run's lease: a live process renews
+    # Added by migration 3. The row is also the run's lease: a live process renews
     # lease_until; a 'running' row whose lease ran out belongs to a process that died.
     scheduled_for = DateTimeField(null=True, index=True)  # the nightly fire time it is for
     lease_until = DateTimeField(null=True)

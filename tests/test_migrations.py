@@ -1,37 +1,173 @@
-"""Migration 4: the indexes on experiment_id alone are gone, on fresh and old databases."""
+"""Migrations on real old databases: steps 1..N alone build version N, the releases' own
+databases (tests/shipped_databases, each made by that commit's code) upgrade to the schema
+a fresh database has, and that schema is the one core/schema.py describes."""
 
-from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as apply_operations
+import dataclasses
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
-from core.migrations import MIGRATIONS, REDUNDANT_INDEXES, drop_redundant_indexes, migrate
-from core.schema import SchemaVersion
+import pytest
+from peewee import SqliteDatabase
+
+from core.db import database
+from core.migrations import STEPS, current_version, migrate, open_database
+from core.schema import ALL_MODELS, Allocation, AllocationReason, ExperimentPolicy, Run
+
+SHIPPED = Path(__file__).parent / "shipped_databases"
+LATEST = len(STEPS)
+
+# Rows a database at each version could hold, in that version's columns.
+ROWS = {
+    1: [
+        "UPDATE counter SET value = 3 WHERE name = 'serving'",
+        "INSERT INTO experiment VALUES (1, 'ctr_test', '2025-12-20 08:00:00', 3)",
+        "INSERT INTO variant VALUES (1, 1, 'control', '2025-12-20 08:00:00')",
+        "INSERT INTO variant VALUES (2, 1, 'variant', '2025-12-20 08:00:00')",
+        "INSERT INTO daily_metric VALUES (1, 1, 1, '2025-12-22', 1000, 50, '2025-12-22 09:00:00')",
+        "INSERT INTO daily_metric VALUES (2, 1, 2, '2025-12-22', 4000000000, 70, '2025-12-22')",
+        "INSERT INTO run (id, trigger, effective_date, started_at, finished_at, status,"
+        " experiments_processed) VALUES (1, 'nightly', '2025-12-23', '2025-12-22 23:50:00',"
+        " '2025-12-22 23:50:02', 'success', 1)",
+        "INSERT INTO allocation VALUES (1, 1, 1, '2025-12-23', 12.5, 0.03, 4242, 1, '2025-12-22')",
+        "INSERT INTO allocation VALUES (2, 1, 2, '2025-12-23', 87.5, 0.97, 4242, 1, '2025-12-22')",
+    ],
+    2: [
+        "INSERT INTO experiment_policy VALUES (1, 1, 0.05, 1000000000000, NULL, NULL, NULL, 1,"
+        " 14, 0.9, 'thompson', NULL, '2025-12-21 10:00:00')",
+        "INSERT INTO archived_variant VALUES (1, 1, 1, '2025-12-21 10:00:00')",
+        "INSERT INTO allocation_reason VALUES (1, 1, '2025-12-23', 1, 'explore', 'Too few.')",
+    ],
+    3: [
+        "INSERT INTO run VALUES (2, 'nightly', '2025-12-24', NULL, '2025-12-23 23:50:00', NULL,"
+        " 'running', 0, NULL, '2025-12-23 23:50:00', '2025-12-23 23:55:00', 'host:42')",
+    ],
+}
 
 
-def indexes(db) -> set[str]:
-    return {i.name for table in REDUNDANT_INDEXES for i in db.get_indexes(table)}
+def schema(path) -> set[tuple]:
+    """sqlite_master's tables and indexes, white space folded (row order is creation order)."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return {(kind, name, table, sql and " ".join(sql.split())) for kind, name, table, sql in rows}
+
+
+def contents(path) -> dict[str, list[tuple]]:
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables}
+
+
+def built(path, version=None) -> Path:
+    """A database made by running steps 1..version alone (all of them by default)."""
+    db = SqliteDatabase(str(path), pragmas={"foreign_keys": 1})
+    with db.connection_context():
+        migrate(db, version)
+    return path
+
+
+def shipped(path, version) -> Path:
+    """The fresh database the release that introduced `version` made."""
+    (dump,) = SHIPPED.glob(f"v{version}_*.sql")
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(dump.read_text())
+    return path
+
+
+def with_rows(path, version) -> Path:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for number in range(1, version + 1):
+            for statement in ROWS.get(number, []):
+                conn.execute(statement)
+    return path
+
+
+def opened(path, settings) -> Path:
+    open_database(dataclasses.replace(settings.database, path=str(path))).close()
+    return path
+
+
+def test_a_fresh_database_is_at_the_latest_version(db):
+    assert current_version(db) == LATEST
+    assert migrate(db) == LATEST
+
+
+@pytest.mark.parametrize("version", range(1, LATEST + 1))
+def test_steps_alone_rebuild_the_database_each_release_made(tmp_path, version):
+    ours, theirs = built(tmp_path / "ours.db", version), shipped(tmp_path / "theirs.db", version)
+    assert schema(ours) == schema(theirs)
+    assert contents(ours) == contents(theirs)
+
+
+def test_a_database_the_last_release_made_opens_unchanged(tmp_path, settings):
+    path = shipped(tmp_path / "old.db", LATEST)
+    before = contents(path), schema(path)
+    assert (contents(opened(path, settings)), schema(path)) == before
+    assert schema(path) == schema(built(tmp_path / "fresh.db"))
+
+
+@pytest.mark.parametrize("version", range(1, LATEST))
+def test_a_database_an_older_release_made_upgrades_to_the_fresh_schema(tmp_path, settings, version):
+    path = opened(shipped(tmp_path / "old.db", version), settings)
+    assert schema(path) == schema(built(tmp_path / "fresh.db"))
+    assert contents(path)["schema_version"] == [(n, n) for n in range(1, LATEST + 1)]
+
+
+@pytest.mark.parametrize("version", range(1, LATEST))
+def test_rows_of_an_old_database_survive_the_upgrade(tmp_path, settings, version):
+    path = with_rows(built(tmp_path / "old.db", version), version)
+    before = contents(path)
+    after = contents(opened(path, settings))
+    del before["schema_version"]
+    for table, rows in before.items():
+        width = len(rows[0]) if rows else 0
+        assert [row[:width] for row in after[table]] == rows
+    assert schema(path) == schema(built(tmp_path / "fresh.db"))
+
+
+def test_the_upgraded_rows_read_through_the_models(tmp_path, settings):
+    opened(with_rows(built(tmp_path / "old.db", 1), 1), settings)
+    with database.connection_context():
+        run = Run.get_by_id(1)
+        assert (run.status, run.lease_until, run.scheduled_for) == ("success", None, None)
+        assert [a.percentage for a in Allocation.select().order_by(Allocation.id)] == [12.5, 87.5]
+        assert not ExperimentPolicy.select().exists()
+        assert not AllocationReason.select().exists()
+    database.close()
+
+
+def test_the_migrated_schema_is_the_one_the_models_describe(tmp_path):
+    models = SqliteDatabase(str(tmp_path / "models.db"))
+    with models.bind_ctx(ALL_MODELS), models.connection_context():
+        models.create_tables(ALL_MODELS)
+    assert schema(tmp_path / "models.db") == schema(built(tmp_path / "fresh.db"))
+
+
+def test_a_step_that_fails_leaves_the_version_before_it(tmp_path, monkeypatch):
+    path = built(tmp_path / "old.db", LATEST - 1)
+    before = schema(path), contents(path)
+    last = STEPS[-1]
+    real_up = last.up
+
+    def failing_up(migrator, db):
+        real_up(migrator, db)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(last, "up", failing_up)
+    with pytest.raises(RuntimeError):
+        built(path)
+    assert (schema(path), contents(path)) == before
 
 
 def test_a_fresh_database_indexes_experiment_only_through_the_unique_indexes(db):
-    assert indexes(db) == {
+    tables = ("allocation", "allocation_reason")
+    assert {i.name for table in tables for i in db.get_indexes(table)} == {
         "allocation_experiment_id_effective_date_variant_id",
         "allocation_variant_id",
         "allocation_run_id",
         "allocation_reason_experiment_id_effective_date",
         "allocation_reason_run_id",
     }
-
-
-def test_the_migration_drops_them_from_a_database_from_before_it(db):
-    migrator = SchemaMigrator.from_database(db)
-    apply_operations(
-        *[migrator.add_index(table, ("experiment_id",)) for table in REDUNDANT_INDEXES],
-    )
-    assert set(REDUNDANT_INDEXES.values()) <= indexes(db)
-    before = MIGRATIONS.index(drop_redundant_indexes)
-    SchemaVersion.delete().where(SchemaVersion.version > before).execute()
-    assert migrate(db) == len(MIGRATIONS)
-    assert not set(REDUNDANT_INDEXES.values()) & indexes(db)
-    assert migrate(db) == len(MIGRATIONS)
 
 
 def test_lookups_by_experiment_use_the_unique_index(db):

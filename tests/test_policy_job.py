@@ -1,17 +1,14 @@
-"""The nightly job with policies: weighted counts in the SQL aggregation, migrations."""
+"""The nightly job with policies: weighted counts in the SQL aggregation."""
 
 import dataclasses
-import sqlite3
 from datetime import date
 
 import pytest
 
 from core.counts import aggregate_counts
-from core.db import database
 from core.experiments import save_overrides
-from core.migrations import MIGRATIONS, open_database
 from core.policy import day_number
-from core.schema import AllocationReason, Experiment, SchemaVersion
+from core.schema import AllocationReason, Experiment
 from ingest.metrics import MetricRow, store_rows
 from scheduler.job import run_job
 from tests.conftest import utc
@@ -103,18 +100,3 @@ def test_window_changes_the_split_when_rates_drift(db, settings):
 def test_day_number_counts_from_the_first_day_of_data():
     assert day_number(date(2025, 12, 23), date(2025, 12, 22)) == 2
     assert day_number(date(2025, 12, 21), date(2025, 12, 22)) == 1
-
-
-def test_policy_migration_upgrades_a_version_1_database(tmp_path, settings):
-    path = tmp_path / "old.db"
-    database.init(str(path))
-    with database.connection_context():
-        MIGRATIONS[0](database)
-        SchemaVersion.insert(version=1).execute()  # a database as the first release left it
-    database.close()
-    open_database(dataclasses.replace(settings.database, path=str(path)))
-    database.close()
-    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
-    assert {"experiment_policy", "archived_variant", "allocation_reason"} <= tables
-    versions = sqlite3.connect(path).execute("SELECT max(version) FROM schema_version").fetchone()
-    assert versions[0] == len(MIGRATIONS)

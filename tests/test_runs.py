@@ -7,11 +7,8 @@ import threading
 from datetime import date, datetime, timedelta
 
 import pytest
-from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as apply_operations
 
-from core.migrations import MIGRATIONS, add_run_lease, migrate
-from core.schema import Allocation, Run, SchemaVersion, utcnow
+from core.schema import Allocation, Run, utcnow
 from scheduler import clock
 from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
 from tests.conftest import utc
@@ -124,21 +121,6 @@ def test_sigterm_handler_only_sets_the_stop_event(restore_signals):
     clock.stop_on_signals(stop)
     signal.raise_signal(signal.SIGTERM)
     assert stop.is_set()
-
-
-def test_the_lease_migration_adds_its_columns_to_a_database_from_before_it(db):
-    Run.create(trigger="nightly", effective_date=date(2025, 12, 23), status="success")
-    migrator = SchemaMigrator.from_database(db)
-    apply_operations(
-        migrator.drop_index("run", "run_scheduled_for"),
-        *[migrator.drop_column("run", c) for c in ("scheduled_for", "lease_until", "holder")],
-    )
-    before = MIGRATIONS.index(add_run_lease)
-    SchemaVersion.delete().where(SchemaVersion.version > before).execute()
-    assert migrate(db) == len(MIGRATIONS)
-    assert {"scheduled_for", "lease_until", "holder"} <= {c.name for c in db.get_columns("run")}
-    assert Run.get().status == "success"
-    assert migrate(db) == len(MIGRATIONS)
 
 
 def test_scheduled_for_is_stored_as_naive_utc(db, settings):

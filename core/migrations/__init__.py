@@ -1,96 +1,56 @@
-"""Schema migrations. Each step runs once, in order, in one transaction with its version bump.
+"""Schema migrations: the numbered step modules of this package (0001_initial.py, ...),
+applied once each, in order, and recorded in the schema_version table.
 
-`open_database` points the shared database at a file and applies what is pending. After
-the first release the schema changes only by appending a step here.
+A step declares frozen copies of the tables it creates, as they were at its version, and
+says exactly what it changes; it never asks what already exists. Steps 1..N alone thus
+build a real version-N database, which is how the tests make old databases. A shipped step
+is never edited: the schema changes by adding the next file (tests/test_migrations.py
+fails when core/schema.py and the steps disagree).
+
+Each step module has `up(migrator, db)`, as in peewee's own runner (playhouse.migrations);
+that runner is not used because it records names in its own table, and databases in the
+field record numbers in schema_version.
 """
 
+import importlib
+import pkgutil
+
 from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as apply_operations
 
 from core.db import configure
-from core.schema import (
-    Allocation,
-    AllocationReason,
-    ArchivedVariant,
-    Counter,
-    DailyMetric,
-    Experiment,
-    ExperimentPolicy,
-    Run,
-    SchemaVersion,
-    Variant,
-)
 from core.settings import DatabaseSettings
 
 
-def create_first_schema(db) -> None:
-    db.create_tables([Counter, Experiment, Variant, DailyMetric, Run, Allocation, SchemaVersion])
-    Counter.insert(name="serving", value=0).on_conflict_ignore().execute()
+def load_steps() -> list:
+    """The step modules in order; their names start with digits, so no plain import."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name[:4].isdigit())
+    numbers = [int(name[:4]) for name in names]
+    if numbers != list(range(1, len(names) + 1)):
+        raise RuntimeError(f"migration steps must be numbered 1, 2, ... without gaps: {names}")
+    return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
-def add_policy_tables(db) -> None:
-    """Per-experiment settings, archived variants, reasons for each split."""
-    db.create_tables([ExperimentPolicy, ArchivedVariant, AllocationReason])
-
-
-def add_run_lease(db) -> None:
-    """Run rows become leases: the scheduled time they are for, a lease, its holder.
-
-    Step 1 creates tables from the current models, so on a fresh database these columns
-    already exist; add only what is missing.
-    """
-    table = Run._meta.table_name
-    present = {c.name for c in db.get_columns(table)}
-    migrator = SchemaMigrator.from_database(db)
-    operations = [
-        migrator.add_column(table, name, Run._meta.fields[name])
-        for name in ("scheduled_for", "lease_until", "holder")
-        if name not in present
-    ]
-    apply_operations(*operations)
-    indexes = {i.name for i in db.get_indexes(table)}
-    if "run_scheduled_for" not in indexes:
-        apply_operations(migrator.add_index(table, ("scheduled_for",)))
-
-
-REDUNDANT_INDEXES = {
-    "allocation": "allocation_experiment_id",
-    "allocation_reason": "allocation_reason_experiment_id",
-}
-
-
-def drop_redundant_indexes(db) -> None:
-    """Drop the indexes on experiment_id alone that the unique indexes starting with it
-    make redundant (for lookups and for the foreign key alike): each cost the publish a
-    B-tree insert per row, at a place that moves with every experiment.
-
-    Step 1 creates tables from the current models, which no longer declare them, so drop
-    only what is there.
-    """
-    migrator = SchemaMigrator.from_database(db)
-    for table, index in REDUNDANT_INDEXES.items():
-        if index in {i.name for i in db.get_indexes(table)}:
-            apply_operations(migrator.drop_index(table, index))
-
-
-MIGRATIONS = [create_first_schema, add_policy_tables, add_run_lease, drop_redundant_indexes]
+STEPS = load_steps()
 
 
 def current_version(db) -> int:
-    if not db.table_exists(SchemaVersion._meta.table_name):
+    if not db.table_exists("schema_version"):
         return 0
-    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
-    return row.version if row else 0
+    return db.execute_sql("SELECT max(version) FROM schema_version").fetchone()[0] or 0
 
 
-def migrate(db) -> int:
-    """Apply every step the database has not seen; return the resulting version."""
+def migrate(db, target: int | None = None) -> int:
+    """Apply the steps the database has not seen, up to `target` (all by default), with
+    their version bumps in one transaction that takes the write lock first, so a second
+    process opening the same file waits and then finds nothing to do. Return the version."""
+    target = len(STEPS) if target is None else target
+    migrator = SchemaMigrator.from_database(db)
     with db.atomic("IMMEDIATE"):
         version = current_version(db)
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            step(db)
-            SchemaVersion.insert(version=number).execute()
-        return len(MIGRATIONS)
+        for number in range(version + 1, target + 1):
+            STEPS[number - 1].up(migrator, db)
+            db.execute_sql("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        return max(version, target)
 
 
 def open_database(settings: DatabaseSettings):
