@@ -175,3 +175,16 @@ def test_lookups_by_experiment_use_the_unique_index(db):
         "EXPLAIN QUERY PLAN SELECT MAX(effective_date) FROM allocation WHERE experiment_id = 1"
     ).fetchall()
     assert "allocation_experiment_id_effective_date_variant_id" in str(plan)
+
+
+def test_opening_an_up_to_date_database_needs_no_write_lock(settings):
+    open_database(settings.database)
+    database.close()
+    quick = dataclasses.replace(settings.database, busy_timeout_ms=100)
+    with closing(sqlite3.connect(settings.database.path, timeout=0)) as holder:
+        holder.execute("BEGIN IMMEDIATE")  # a long publish holding the write lock
+        open_database(quick)
+        with database.connection_context():
+            assert current_version(database) == len(STEPS)
+        holder.rollback()
+    database.close()
