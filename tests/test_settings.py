@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import DEFAULT_CONFIG, SettingsError, all_keys, load_settings
+from core.settings import DEFAULT_CONFIG, SETTINGS, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = {
@@ -33,10 +33,30 @@ GOOD_OVERRIDES = {
 }
 
 
-def test_committed_config_holds_every_key_with_the_code_default():
+def config_lines_by_key() -> dict[tuple[str, str], tuple[str, str]]:
+    """(section, key) -> (the key's line, the line above it) in the committed config.toml."""
+    found, section, above = {}, None, ""
+    for line in DEFAULT_CONFIG.read_text().splitlines():
+        if match := re.fullmatch(r"\[(\w+)\]", line):
+            section = match.group(1)
+        elif match := re.match(r"(\w+) = ", line):
+            found[section, match.group(1)] = (line, above)
+        above = line
+    return found
+
+
+def test_committed_config_holds_exactly_the_tables_keys_with_their_defaults():
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
-    for section, key, default in all_keys():
-        assert data[section][key] == default, f"{section}.{key}"
+    in_file = {(section, key) for section, values in data.items() for key in values}
+    assert in_file == {(s.section, s.key) for s in SETTINGS}
+    for s in SETTINGS:
+        value = data[s.section][s.key]
+        assert (value, type(value)) == (s.default, s.kind), f"{s.section}.{s.key}"
+
+
+def test_every_key_in_config_toml_has_a_comment_above_it():
+    for (section, key), (line, above) in config_lines_by_key().items():
+        assert above.startswith("# "), f"{section}.{key} has no comment above {line!r}"
 
 
 def test_defaults_load_without_environment():
@@ -46,13 +66,13 @@ def test_defaults_load_without_environment():
     assert settings.database.synchronous == "FULL"
 
 
-@pytest.mark.parametrize("section,key,default", all_keys(), ids=lambda v: str(v))
-def test_each_key_can_be_overridden_from_the_environment(section, key, default):
-    raw = GOOD_OVERRIDES.get((section, key), OVERRIDES[type(default)])
-    settings = load_settings({f"BANDIT_{section}_{key}".upper(): raw})
-    value = getattr(getattr(settings, section), key)
-    assert value != default
-    assert str(value).lower() == raw.lower() or value == type(default)(raw)
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.env_name)
+def test_each_key_can_be_overridden_from_the_environment(setting):
+    raw = GOOD_OVERRIDES.get((setting.section, setting.key), OVERRIDES[setting.kind])
+    settings = load_settings({setting.env_name: raw})
+    value = getattr(getattr(settings, setting.section), setting.key)
+    assert value != setting.default
+    assert str(value).lower() == raw.lower() or value == setting.kind(raw)
 
 
 def test_unknown_environment_setting_fails_naming_it():
@@ -113,14 +133,26 @@ def test_missing_config_file_fails_naming_the_path(tmp_path):
         load_settings({"BANDIT_CONFIG": str(tmp_path / "nope.toml")})
 
 
-def test_readme_configuration_table_documents_every_key_with_its_default():
+def readme_configuration_rows() -> dict[str, tuple[str, str, str]]:
+    """setting -> (default, environment variable, meaning) from the README's table."""
     readme = (ROOT / "README.md").read_text()
-    for section, key, default in all_keys():
-        shown = str(default).lower() if isinstance(default, bool) else str(default)
-        row = re.search(rf"^\| `{section}\.{key}` \| `([^`]*)` \|", readme, re.MULTILINE)
-        assert row, f"{section}.{key} is missing from the README's configuration table"
-        assert row.group(1) in (shown, f'"{shown}"'), f"{section}.{key} default"
-        assert f"BANDIT_{section}_{key}".upper() in readme
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    row = re.compile(r"^\| `(\w+\.\w+)` \| `([^`]*)` \| `(\w+)` \| (.*) \|$", re.MULTILINE)
+    return {name: tuple(rest) for name, *rest in row.findall(section)}
+
+
+def shown_in_toml(default) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    return f'"{default}"' if isinstance(default, str) else str(default)
+
+
+def test_readme_configuration_table_documents_every_key_with_its_default():
+    rows = readme_configuration_rows()
+    assert set(rows) == {f"{s.section}.{s.key}" for s in SETTINGS}
+    for s in SETTINGS:
+        name = f"{s.section}.{s.key}"
+        assert rows[name] == (shown_in_toml(s.default), s.env_name, s.help), name
 
 
 def test_command_line_entry_points_exit_2_naming_the_bad_key(monkeypatch, capsys):
