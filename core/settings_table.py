@@ -129,8 +129,8 @@ SETTINGS = (
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),
             "at least 0 and below 0.5",
-            "Default floor per arm (fraction of traffic, below 0.5); see"
-            " [Allocation policy](#allocation-policy)."),
+            "Default floor per arm (fraction of traffic, below 0.5 here and in"
+            " `PUT /experiments/{id}/settings`); see [Allocation policy](#allocation-policy)."),
     Setting("policy", "min_impressions", 0, Between(0, 10**12), "0 to 1000000000000",
             "Default impressions every active arm needs before the split leaves equal."),
     Setting("policy", "exploration_days", 0, DAYS, "0 to 3650",

@@ -1,12 +1,15 @@
 """Settings: config.toml, environment overrides, and errors that name the key."""
 
+import math
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from core.settings import DEFAULT_CONFIG, SETTINGS, SettingsError, load_settings
+from core.settings import DEFAULT_CONFIG, POLICY, SETTINGS, SettingsError, load_settings
+from core.settings_table import Between, OneOf
+from tests.conftest import CONTRACT_POST
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = {
@@ -202,3 +205,75 @@ def test_a_misspelt_auth_variable_fails_naming_it():
 
 def test_test_hook_variables_are_not_settings():
     assert load_settings({"BANDIT_TEST_PAUSE_PUBLISH": "1"}).sampling.samples == 10_000
+
+
+def post_one_arm_experiment(client) -> str:
+    """An experiment with one arm: the floor check (arms x min_allocation < 1) never binds."""
+    one_arm = {**CONTRACT_POST, "variants": CONTRACT_POST["variants"][:1]}
+    assert client.post("/data", json=one_arm).status_code == 200
+    return f"/experiments/{one_arm['experiment_id']}/settings"
+
+
+def config_refusal(setting, value) -> str:
+    """What load_settings says after the key's name when the environment sets value."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings({setting.env_name: str(value)})
+    prefix = f"{setting.section}.{setting.key}: "
+    assert str(refused.value).startswith(prefix)
+    return str(refused.value).removeprefix(prefix)
+
+
+def test_put_min_allocation_outside_the_config_range_is_refused_in_the_config_words(client):
+    url = post_one_arm_experiment(client)
+    expected = config_refusal(next(s for s in POLICY if s.key == "min_allocation"), 0.7)
+    response = client.put(url, json={"min_allocation": 0.7})
+    assert response.status_code == 422
+    assert f"min_allocation: {expected}" in response.json()["message"]
+    assert "below 0.5" in expected
+
+
+def step(bound, kind, direction: int):
+    """The next value of the key's type past bound, in direction (+1 up, -1 down)."""
+    return bound + direction if kind is int else math.nextafter(bound, direction * math.inf)
+
+
+def edge_cases(setting) -> list[tuple[object, bool]]:
+    """(value, accepted) at each end of a policy key's range: a closed end is accepted and the
+    next value past it refused; an open end is refused and the next value inside accepted."""
+    check, kind = setting.check, setting.kind
+    if isinstance(check, OneOf):
+        return [(choice, True) for choice in check.choices] + [("guess", False)]
+    if not isinstance(check, Between):
+        return []
+    cases = []
+    for bound, is_open, outward in [
+        (check.low, check.low_open, -1),
+        (check.high, check.high_open, 1),
+    ]:
+        bound = kind(bound)
+        direction = -outward if is_open else outward
+        cases += [(bound, not is_open), (step(bound, kind, direction), is_open)]
+    return cases
+
+
+POLICY_EDGES = [(s, value, ok) for s in POLICY for value, ok in edge_cases(s)]
+
+
+@pytest.mark.parametrize(
+    "setting,value,accepted", POLICY_EDGES, ids=[f"{s.key}={v!r}" for s, v, _ in POLICY_EDGES]
+)
+def test_config_and_put_accept_and_refuse_each_policy_value_alike(client, setting, value, accepted):
+    url = post_one_arm_experiment(client)
+    response = client.put(url, json={setting.key: value})
+    if accepted:
+        assert getattr(load_settings({setting.env_name: str(value)}).policy, setting.key) == value
+        assert response.status_code == 200
+        assert response.json()["overrides"] == {setting.key: value}
+    else:
+        expected = config_refusal(setting, value)
+        assert response.status_code == 422
+        assert response.json()["message"] == f"{setting.key}: {expected}"
+
+
+def test_every_policy_key_but_the_switch_has_a_range_both_paths_check():
+    assert [s.key for s in POLICY if not edge_cases(s)] == ["auto_rollout"]
