@@ -6,7 +6,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from peewee import BigIntegerField, BooleanField, CharField, DoubleField
 
+from core.schema import Allocation, ExperimentPolicy
 from core.settings import DEFAULT_CONFIG, POLICY, SETTINGS, SettingsError, load_settings
 from core.settings_table import Between, OneOf
 from tests.conftest import CONTRACT_POST
@@ -277,3 +279,19 @@ def test_config_and_put_accept_and_refuse_each_policy_value_alike(client, settin
 
 def test_every_policy_key_but_the_switch_has_a_range_both_paths_check():
     assert [s.key for s in POLICY if not edge_cases(s)] == ["auto_rollout"]
+
+
+def test_policy_columns_are_nullable_and_hold_what_the_api_accepts_on_any_engine():
+    wide = {int: BigIntegerField, float: DoubleField, bool: BooleanField, str: CharField}
+    for s in POLICY:
+        column = ExperimentPolicy._meta.fields[s.key]
+        assert type(column) is wide[s.kind] and column.null, s.key
+    assert type(Allocation.percentage) is DoubleField
+    assert type(Allocation.probability) is DoubleField
+
+
+def test_min_impressions_of_a_trillion_round_trips_through_put_and_get(client):
+    url = post_one_arm_experiment(client)
+    assert client.put(url, json={"min_impressions": 10**12}).status_code == 200
+    body = client.get(url).json()
+    assert body["overrides"]["min_impressions"] == body["settings"]["min_impressions"] == 10**12
