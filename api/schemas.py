@@ -1,11 +1,22 @@
 """Response and request models: they document the API in /docs and validate slow paths."""
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    create_model,
+)
 
 from core.policy import NOT_COMPUTED, REASONS, THOMPSON_TEXT
+from core.settings import POLICY
 from ingest.validation import Identifier
 
 REASON_HELP = (
@@ -80,35 +91,36 @@ class RunOut(BaseModel):
     error: str | None = None
 
 
-class PolicyOut(BaseModel):
-    min_allocation: float
-    min_impressions: int
-    exploration_days: int
-    winner_probability: float
-    value_remaining: float
-    auto_rollout: bool
-    window_days: int
-    discount: float
-    method: str
+STRICT = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
 
 
-class SettingsIn(BaseModel):
-    """Fields sent are set; null resets a field to the config default; others are kept."""
+def checked(setting):
+    """The key's strict type, then the key's own check from the settings table, so that a
+    value is refused in the same words as in config.toml (and the schema shows its range)."""
 
-    model_config = ConfigDict(
+    def refuse_bad(value):
+        refusal = setting.refusal(value)
+        if refusal:
+            raise ValueError(refusal)
+        return value
+
+    schema = setting.check.json_schema() if hasattr(setting.check, "json_schema") else {}
+    return Annotated[
+        STRICT[setting.kind], Field(json_schema_extra=schema), AfterValidator(refuse_bad)
+    ]
+
+
+PolicyOut = create_model("PolicyOut", **{s.key: (s.kind, ...) for s in POLICY})
+
+SettingsIn = create_model(
+    "SettingsIn",
+    __doc__="Fields sent are set; null resets a field to the config default; others are kept.",
+    __config__=ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"min_allocation": 0.05, "min_impressions": 1000}]},
-    )
-
-    min_allocation: Annotated[StrictFloat, Field(ge=0, lt=1)] | None = None
-    min_impressions: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
-    exploration_days: Annotated[StrictInt, Field(ge=0, le=3650)] | None = None
-    winner_probability: Annotated[StrictFloat, Field(ge=0.5, le=1)] | None = None
-    value_remaining: Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
-    auto_rollout: StrictBool | None = None
-    window_days: Annotated[StrictInt, Field(ge=0, le=3650)] | None = None
-    discount: Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
-    method: Literal["monte_carlo", "exact"] | None = None
+    ),
+    **{s.key: (checked(s) | None, None) for s in POLICY},
+)
 
 
 class VariantState(BaseModel):

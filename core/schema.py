@@ -9,7 +9,7 @@ from peewee import (
     CharField,
     DateField,
     DateTimeField,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -17,6 +17,7 @@ from peewee import (
 )
 
 from core.db import database
+from core.settings import POLICY
 
 ID_MAX_LENGTH = 128
 
@@ -88,8 +89,8 @@ class Allocation(BaseModel):
     experiment = ForeignKeyField(Experiment, on_delete="CASCADE", index=False)
     variant = ForeignKeyField(Variant, on_delete="CASCADE")
     effective_date = DateField()
-    percentage = FloatField()
-    probability = FloatField()
+    percentage = DoubleField()
+    probability = DoubleField()
     seed = BigIntegerField()
     run = ForeignKeyField(Run)
     created_at = DateTimeField(default=utcnow)
@@ -102,19 +103,21 @@ class SchemaVersion(BaseModel):
     version = IntegerField()
 
 
+# Types that hold every value the API accepts on any engine: 64-bit integers, 8-byte floats
+# (on SQLite INTEGER and REAL either way).
+COLUMN_TYPES = {bool: BooleanField, int: BigIntegerField, float: DoubleField, str: CharField}
+
+
+def policy_columns() -> dict:
+    """A nullable column per policy key, typed from its default."""
+    return {s.key: COLUMN_TYPES[s.kind](null=True) for s in POLICY}
+
+
 class ExperimentPolicy(BaseModel):
     """One row per experiment that has overrides or is archived. NULL: the config default."""
 
     experiment = ForeignKeyField(Experiment, unique=True, on_delete="CASCADE")
-    min_allocation = FloatField(null=True)
-    min_impressions = IntegerField(null=True)
-    exploration_days = IntegerField(null=True)
-    winner_probability = FloatField(null=True)
-    value_remaining = FloatField(null=True)
-    auto_rollout = BooleanField(null=True)
-    window_days = IntegerField(null=True)
-    discount = FloatField(null=True)
-    method = CharField(null=True)
+    locals().update(policy_columns())  # one per policy key, in the table's order
     archived_at = DateTimeField(null=True)
     updated_at = DateTimeField(default=utcnow)
 
@@ -141,17 +144,7 @@ class AllocationReason(BaseModel):
         indexes = ((("experiment", "effective_date"), True),)
 
 
-POLICY_KEYS = (
-    "min_allocation",
-    "min_impressions",
-    "exploration_days",
-    "winner_probability",
-    "value_remaining",
-    "auto_rollout",
-    "window_days",
-    "discount",
-    "method",
-)
+POLICY_KEYS = tuple(s.key for s in POLICY)
 
 
 ALL_MODELS = [

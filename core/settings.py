@@ -1,18 +1,20 @@
 """Settings: code defaults, then config.toml (or BANDIT_CONFIG), then BANDIT_<SECTION>_<KEY>.
 
-Every key has a default here and the same default, with a comment, in config.toml; a test
-keeps the two and the README's table in step. Unknown keys and bad values fail at start
-with a message that names the key.
+Each key is one row of core/settings_table.py; the section dataclasses, the checks and the
+environment names here are built from it. Unknown keys and bad values fail at start with a
+message that names the key.
 """
 
 import dataclasses
 import os
-import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from core.settings_table import POLICY as POLICY  # re-exported with the table
+from core.settings_table import SETTINGS, Setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
@@ -23,59 +25,23 @@ class SettingsError(ValueError):
     """A setting is unknown or has a bad value; the message names it."""
 
 
-@dataclass(frozen=True)
-class DatabaseSettings:
-    path: str = "bandit.db"
-    busy_timeout_ms: int = 5000
-    synchronous: str = "FULL"
+BY_NAME = {(s.section, s.key): s for s in SETTINGS}
 
 
-@dataclass(frozen=True)
-class ScheduleSettings:
-    time: str = "23:50"
-    timezone: str = "UTC"
-    misfire_grace_seconds: int = 3600
-    catch_up: bool = True
-    lease_seconds: int = 60
+def section_class(section: str) -> type:
+    """The frozen dataclass of one section, its fields the section's rows in order."""
+    fields = [(s.key, s.kind, field(default=s.default)) for s in SETTINGS if s.section == section]
+    name = f"{section.title()}Settings"
+    # __module__ set so that pickle (the job's worker processes) finds the class by name.
+    return make_dataclass(name, fields, frozen=True, namespace={"__module__": __name__})
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    samples: int = 10_000
-    prior_alpha: float = 1.0
-    prior_beta: float = 1.0
-    workers: int = 1
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    refresh_ms: int = 250
-    max_body_bytes: int = 1_048_576
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    require_key_for_reads: bool = False
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    """Allocation policy defaults; each experiment can override them (PUT .../settings).
-
-    The defaults are plain Thompson Sampling on cumulative counts.
-    """
-
-    min_allocation: float = 0.0
-    min_impressions: int = 0
-    exploration_days: int = 0
-    winner_probability: float = 0.95
-    value_remaining: float = 0.01
-    auto_rollout: bool = False
-    window_days: int = 0
-    discount: float = 1.0
-    method: str = "monte_carlo"
+DatabaseSettings = section_class("database")
+ScheduleSettings = section_class("schedule")
+SamplingSettings = section_class("sampling")
+ServerSettings = section_class("server")
+PolicySettings = section_class("policy")
+AuthSettings = section_class("auth")
 
 
 @dataclass(frozen=True)
@@ -97,26 +63,7 @@ class Settings:
         return int(hour), int(minute)
 
 
-def _valid_timezone(value: str) -> bool:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-# Shared with PUT /experiments/{id}/settings, which checks the same ranges.
-POLICY_RULES = {
-    # Per experiment the floors must also leave room: arms x min_allocation < 1.
-    "min_allocation": (lambda v: 0 <= v < 0.5, "at least 0 and below 0.5"),
-    "min_impressions": (lambda v: 0 <= v <= 10**12, "0 to 1000000000000"),
-    "exploration_days": (lambda v: 0 <= v <= 3650, "0 to 3650"),
-    "winner_probability": (lambda v: 0.5 <= v <= 1, "0.5 to 1"),
-    "value_remaining": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
-    "window_days": (lambda v: 0 <= v <= 3650, "0 (off) to 3650"),
-    "discount": (lambda v: 0 < v <= 1, "above 0 and at most 1 (1 is off)"),
-    "method": (lambda v: v in {"monte_carlo", "exact"}, "monte_carlo or exact"),
-}
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
 def policy_conflict(policy) -> str | None:
@@ -126,46 +73,13 @@ def policy_conflict(policy) -> str | None:
     return None
 
 
-# Extra rules beyond the type; each maps (section, key) to (check, what a good value is).
-RULES = {
-    ("database", "path"): (lambda v: v.strip() != "", "a non-empty file path"),
-    ("database", "busy_timeout_ms"): (lambda v: 0 <= v <= 600_000, "0 to 600000"),
-    ("database", "synchronous"): (
-        lambda v: v in {"OFF", "NORMAL", "FULL", "EXTRA"},
-        "one of OFF, NORMAL, FULL, EXTRA",
-    ),
-    ("schedule", "time"): (
-        lambda v: re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v) is not None,
-        "HH:MM on a 24-hour clock",
-    ),
-    ("schedule", "timezone"): (_valid_timezone, "an IANA time zone such as Europe/Berlin"),
-    ("schedule", "misfire_grace_seconds"): (lambda v: 1 <= v <= 86_400, "1 to 86400"),
-    ("schedule", "lease_seconds"): (lambda v: 2 <= v <= 3_600, "2 to 3600"),
-    ("sampling", "samples"): (lambda v: 100 <= v <= 1_000_000, "100 to 1000000"),
-    ("sampling", "prior_alpha"): (lambda v: 0 < v <= 1e6, "greater than 0"),
-    ("sampling", "prior_beta"): (lambda v: 0 < v <= 1e6, "greater than 0"),
-    ("sampling", "workers"): (lambda v: 1 <= v <= 64, "1 to 64"),
-    ("server", "port"): (lambda v: 1 <= v <= 65_535, "1 to 65535"),
-    ("server", "refresh_ms"): (lambda v: 10 <= v <= 1_000, "10 to 1000"),
-    ("server", "max_body_bytes"): (lambda v: 1_024 <= v <= 64 * 2**20, "1024 to 67108864"),
-    **{("policy", key): rule for key, rule in POLICY_RULES.items()},
-}
-
-
-def section_types() -> dict[str, type]:
-    return {f.name: f.type for f in dataclasses.fields(Settings)}
-
-
 def all_keys() -> list[tuple[str, str, object]]:
-    """(section, key, default) for every setting, in declaration order."""
-    return [
-        (section, f.name, f.default)
-        for section, cls in section_types().items()
-        for f in dataclasses.fields(cls)
-    ]
+    """(section, key, default) for every setting, in the table's order."""
+    return [(s.section, s.key, s.default) for s in SETTINGS]
 
 
-def parse_env_value(name: str, raw: str, kind: type):
+def parse_env_value(setting: Setting, raw: str):
+    name, kind = setting.env_name, setting.kind
     if kind is bool:
         lowered = raw.strip().lower()
         if lowered in {"true", "1", "yes", "on"}:
@@ -179,15 +93,15 @@ def parse_env_value(name: str, raw: str, kind: type):
         raise SettingsError(f"{name}: expected {kind.__name__}, got {raw!r}") from None
 
 
-def check_value(section: str, key: str, value, kind: type):
-    name = f"{section}.{key}"
+def check_value(setting: Setting, value):
+    name, kind = f"{setting.section}.{setting.key}", setting.kind
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
         raise SettingsError(f"{name}: expected {kind.__name__}, got {value!r}")
-    check, expected = RULES.get((section, key), (lambda v: True, ""))
-    if not check(value):
-        raise SettingsError(f"{name}: expected {expected}, got {value!r}")
+    refusal = setting.refusal(value)
+    if refusal:
+        raise SettingsError(f"{name}: {refusal}")
     return value
 
 
@@ -202,15 +116,13 @@ def read_file(path: Path) -> dict:
 
 
 def check_known(data: dict, origin: str) -> None:
-    sections = section_types()
     for section, values in data.items():
-        if section not in sections or not isinstance(values, dict):
+        if section not in SECTIONS or not isinstance(values, dict):
             raise SettingsError(f"{origin}: unknown section [{section}]")
-        known = {f.name for f in dataclasses.fields(sections[section])}
         for key in values:
             if (section, key) == ("auth", "api_keys"):
                 raise SettingsError(f"{origin}: auth.api_keys {SECRET_NOT_IN_FILE}")
-            if key not in known:
+            if (section, key) not in BY_NAME:
                 raise SettingsError(f"{origin}: unknown key {section}.{key}")
 
 
@@ -224,21 +136,15 @@ def is_reserved(name: str) -> bool:
 
 def env_overrides(env) -> dict:
     overrides: dict[str, dict] = {}
-    known = {f"BANDIT_{s}_{k}".upper(): (s, k) for s, k, _ in all_keys()}
+    known = {s.env_name: s for s in SETTINGS}
     for name, raw in env.items():
         if not name.startswith("BANDIT_") or is_reserved(name):
             continue
         if name not in known:
             raise SettingsError(f"unknown setting in environment: {name}")
-        section, key = known[name]
-        kind = _field_type(section, key)
-        overrides.setdefault(section, {})[key] = parse_env_value(name, raw, kind)
+        setting = known[name]
+        overrides.setdefault(setting.section, {})[setting.key] = parse_env_value(setting, raw)
     return overrides
-
-
-def _field_type(section: str, key: str) -> type:
-    cls = section_types()[section]
-    return next(f.type for f in dataclasses.fields(cls) if f.name == key)
 
 
 def load_settings(env=None) -> Settings:
@@ -248,13 +154,11 @@ def load_settings(env=None) -> Settings:
     check_known(data, str(path))
     for section, values in env_overrides(env).items():
         data.setdefault(section, {}).update(values)
-    built = {}
-    for section, cls in section_types().items():
-        values = data.get(section, {})
-        checked = {
-            k: check_value(section, k, v, _field_type(section, k)) for k, v in values.items()
-        }
-        built[section] = cls(**checked)
+    built = {
+        section: cls(**{k: check_value(BY_NAME[section, k], v) for k, v in values.items()})
+        for section, cls in SECTIONS.items()
+        for values in [data.get(section, {})]
+    }
     conflict = policy_conflict(built["policy"])
     if conflict:
         raise SettingsError(f"policy: {conflict}")

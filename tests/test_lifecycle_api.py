@@ -40,7 +40,7 @@ def test_put_sets_only_the_fields_sent_and_null_resets_one(client):
 @pytest.mark.parametrize(
     "payload,field",
     [
-        ({"min_allocation": 0.5}, "min_allocation"),  # 2 arms x 0.5 = 1
+        ({"min_allocation": 0.5}, "min_allocation"),
         ({"min_allocation": -0.1}, "min_allocation"),
         ({"window_days": 7, "discount": 0.9}, "window_days"),
         ({"winner_probability": 1.5}, "winner_probability"),
@@ -62,9 +62,10 @@ def test_bad_settings_are_422_naming_the_field_and_change_nothing(client, payloa
 
 
 def test_floor_rejection_says_why(client):
-    setup_contract(client)
-    message = client.put(SETTINGS_URL, json={"min_allocation": 0.6}).json()["message"]
-    assert "0.6 x 2 active arms = 1.2" in message
+    third = {"variant_id": "third", "impressions": 1000, "clicks": 60}
+    client.post("/data", json={**CONTRACT_POST, "variants": [*CONTRACT_POST["variants"], third]})
+    message = client.put(SETTINGS_URL, json={"min_allocation": 0.4}).json()["message"]
+    assert "0.4 x 3 active arms = 1.2" in message
 
 
 def test_discount_conflicting_with_a_stored_window_is_rejected(client):

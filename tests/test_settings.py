@@ -1,12 +1,17 @@
 """Settings: config.toml, environment overrides, and errors that name the key."""
 
+import math
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
+from peewee import BigIntegerField, BooleanField, CharField, DoubleField
 
-from core.settings import DEFAULT_CONFIG, SettingsError, all_keys, load_settings
+from core.schema import Allocation, ExperimentPolicy
+from core.settings import DEFAULT_CONFIG, POLICY, SETTINGS, SettingsError, load_settings
+from core.settings_table import Between, OneOf
+from tests.conftest import CONTRACT_POST
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = {
@@ -33,10 +38,30 @@ GOOD_OVERRIDES = {
 }
 
 
-def test_committed_config_holds_every_key_with_the_code_default():
+def config_lines_by_key() -> dict[tuple[str, str], tuple[str, str]]:
+    """(section, key) -> (the key's line, the line above it) in the committed config.toml."""
+    found, section, above = {}, None, ""
+    for line in DEFAULT_CONFIG.read_text().splitlines():
+        if match := re.fullmatch(r"\[(\w+)\]", line):
+            section = match.group(1)
+        elif match := re.match(r"(\w+) = ", line):
+            found[section, match.group(1)] = (line, above)
+        above = line
+    return found
+
+
+def test_committed_config_holds_exactly_the_tables_keys_with_their_defaults():
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
-    for section, key, default in all_keys():
-        assert data[section][key] == default, f"{section}.{key}"
+    in_file = {(section, key) for section, values in data.items() for key in values}
+    assert in_file == {(s.section, s.key) for s in SETTINGS}
+    for s in SETTINGS:
+        value = data[s.section][s.key]
+        assert (value, type(value)) == (s.default, s.kind), f"{s.section}.{s.key}"
+
+
+def test_every_key_in_config_toml_has_a_comment_above_it():
+    for (section, key), (line, above) in config_lines_by_key().items():
+        assert above.startswith("# "), f"{section}.{key} has no comment above {line!r}"
 
 
 def test_defaults_load_without_environment():
@@ -46,13 +71,13 @@ def test_defaults_load_without_environment():
     assert settings.database.synchronous == "FULL"
 
 
-@pytest.mark.parametrize("section,key,default", all_keys(), ids=lambda v: str(v))
-def test_each_key_can_be_overridden_from_the_environment(section, key, default):
-    raw = GOOD_OVERRIDES.get((section, key), OVERRIDES[type(default)])
-    settings = load_settings({f"BANDIT_{section}_{key}".upper(): raw})
-    value = getattr(getattr(settings, section), key)
-    assert value != default
-    assert str(value).lower() == raw.lower() or value == type(default)(raw)
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.env_name)
+def test_each_key_can_be_overridden_from_the_environment(setting):
+    raw = GOOD_OVERRIDES.get((setting.section, setting.key), OVERRIDES[setting.kind])
+    settings = load_settings({setting.env_name: raw})
+    value = getattr(getattr(settings, setting.section), setting.key)
+    assert value != setting.default
+    assert str(value).lower() == raw.lower() or value == setting.kind(raw)
 
 
 def test_unknown_environment_setting_fails_naming_it():
@@ -113,14 +138,26 @@ def test_missing_config_file_fails_naming_the_path(tmp_path):
         load_settings({"BANDIT_CONFIG": str(tmp_path / "nope.toml")})
 
 
-def test_readme_configuration_table_documents_every_key_with_its_default():
+def readme_configuration_rows() -> dict[str, tuple[str, str, str]]:
+    """setting -> (default, environment variable, meaning) from the README's table."""
     readme = (ROOT / "README.md").read_text()
-    for section, key, default in all_keys():
-        shown = str(default).lower() if isinstance(default, bool) else str(default)
-        row = re.search(rf"^\| `{section}\.{key}` \| `([^`]*)` \|", readme, re.MULTILINE)
-        assert row, f"{section}.{key} is missing from the README's configuration table"
-        assert row.group(1) in (shown, f'"{shown}"'), f"{section}.{key} default"
-        assert f"BANDIT_{section}_{key}".upper() in readme
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    row = re.compile(r"^\| `(\w+\.\w+)` \| `([^`]*)` \| `(\w+)` \| (.*) \|$", re.MULTILINE)
+    return {name: tuple(rest) for name, *rest in row.findall(section)}
+
+
+def shown_in_toml(default) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    return f'"{default}"' if isinstance(default, str) else str(default)
+
+
+def test_readme_configuration_table_documents_every_key_with_its_default():
+    rows = readme_configuration_rows()
+    assert set(rows) == {f"{s.section}.{s.key}" for s in SETTINGS}
+    for s in SETTINGS:
+        name = f"{s.section}.{s.key}"
+        assert rows[name] == (shown_in_toml(s.default), s.env_name, s.help), name
 
 
 def test_command_line_entry_points_exit_2_naming_the_bad_key(monkeypatch, capsys):
@@ -170,3 +207,91 @@ def test_a_misspelt_auth_variable_fails_naming_it():
 
 def test_test_hook_variables_are_not_settings():
     assert load_settings({"BANDIT_TEST_PAUSE_PUBLISH": "1"}).sampling.samples == 10_000
+
+
+def post_one_arm_experiment(client) -> str:
+    """An experiment with one arm: the floor check (arms x min_allocation < 1) never binds."""
+    one_arm = {**CONTRACT_POST, "variants": CONTRACT_POST["variants"][:1]}
+    assert client.post("/data", json=one_arm).status_code == 200
+    return f"/experiments/{one_arm['experiment_id']}/settings"
+
+
+def config_refusal(setting, value) -> str:
+    """What load_settings says after the key's name when the environment sets value."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings({setting.env_name: str(value)})
+    prefix = f"{setting.section}.{setting.key}: "
+    assert str(refused.value).startswith(prefix)
+    return str(refused.value).removeprefix(prefix)
+
+
+def test_put_min_allocation_outside_the_config_range_is_refused_in_the_config_words(client):
+    url = post_one_arm_experiment(client)
+    expected = config_refusal(next(s for s in POLICY if s.key == "min_allocation"), 0.7)
+    response = client.put(url, json={"min_allocation": 0.7})
+    assert response.status_code == 422
+    assert f"min_allocation: {expected}" in response.json()["message"]
+    assert "below 0.5" in expected
+
+
+def step(bound, kind, direction: int):
+    """The next value of the key's type past bound, in direction (+1 up, -1 down)."""
+    return bound + direction if kind is int else math.nextafter(bound, direction * math.inf)
+
+
+def edge_cases(setting) -> list[tuple[object, bool]]:
+    """(value, accepted) at each end of a policy key's range: a closed end is accepted and the
+    next value past it refused; an open end is refused and the next value inside accepted."""
+    check, kind = setting.check, setting.kind
+    if isinstance(check, OneOf):
+        return [(choice, True) for choice in check.choices] + [("guess", False)]
+    if not isinstance(check, Between):
+        return []
+    cases = []
+    for bound, is_open, outward in [
+        (check.low, check.low_open, -1),
+        (check.high, check.high_open, 1),
+    ]:
+        bound = kind(bound)
+        direction = -outward if is_open else outward
+        cases += [(bound, not is_open), (step(bound, kind, direction), is_open)]
+    return cases
+
+
+POLICY_EDGES = [(s, value, ok) for s in POLICY for value, ok in edge_cases(s)]
+
+
+@pytest.mark.parametrize(
+    "setting,value,accepted", POLICY_EDGES, ids=[f"{s.key}={v!r}" for s, v, _ in POLICY_EDGES]
+)
+def test_config_and_put_accept_and_refuse_each_policy_value_alike(client, setting, value, accepted):
+    url = post_one_arm_experiment(client)
+    response = client.put(url, json={setting.key: value})
+    if accepted:
+        assert getattr(load_settings({setting.env_name: str(value)}).policy, setting.key) == value
+        assert response.status_code == 200
+        assert response.json()["overrides"] == {setting.key: value}
+    else:
+        expected = config_refusal(setting, value)
+        assert response.status_code == 422
+        assert response.json()["message"] == f"{setting.key}: {expected}"
+
+
+def test_every_policy_key_but_the_switch_has_a_range_both_paths_check():
+    assert [s.key for s in POLICY if not edge_cases(s)] == ["auto_rollout"]
+
+
+def test_policy_columns_are_nullable_and_hold_what_the_api_accepts_on_any_engine():
+    wide = {int: BigIntegerField, float: DoubleField, bool: BooleanField, str: CharField}
+    for s in POLICY:
+        column = ExperimentPolicy._meta.fields[s.key]
+        assert type(column) is wide[s.kind] and column.null, s.key
+    assert type(Allocation.percentage) is DoubleField
+    assert type(Allocation.probability) is DoubleField
+
+
+def test_min_impressions_of_a_trillion_round_trips_through_put_and_get(client):
+    url = post_one_arm_experiment(client)
+    assert client.put(url, json={"min_impressions": 10**12}).status_code == 200
+    body = client.get(url).json()
+    assert body["overrides"]["min_impressions"] == body["settings"]["min_impressions"] == 10**12

@@ -1,0 +1,159 @@
+"""The settings table: one row per key, datasette-style. Everything else about a setting
+(its dataclass field, check, environment name, and for a policy key its column and request
+field) is built from its row; tests check config.toml and the README's table against it."""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+@dataclass(frozen=True)
+class Between:
+    """A check: low to high, an open end excluding its bound. The API's schema shows the
+    bounds, and the tests probe both paths at them."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __call__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def json_schema(self) -> dict:
+        return {
+            "exclusiveMinimum" if self.low_open else "minimum": self.low,
+            "exclusiveMaximum" if self.high_open else "maximum": self.high,
+        }
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple[str, ...]
+
+    def __call__(self, value) -> bool:
+        return value in self.choices
+
+    def json_schema(self) -> dict:
+        return {"enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key: its type is its default's; `expected` says what a good value is, in the
+    words of every refusal; `help` is the meaning column of the README's table."""
+
+    section: str
+    key: str
+    default: bool | int | float | str
+    check: Callable[[object], bool] | None
+    expected: str
+    help: str
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    @property
+    def env_name(self) -> str:
+        return f"BANDIT_{self.section}_{self.key}".upper()
+
+    def refusal(self, value) -> str | None:
+        """Why a value of the right type is refused, or None: the same words whether the
+        value comes from config.toml, the environment or PUT /experiments/{id}/settings."""
+        if self.check is None or self.check(value):
+            return None
+        return f"expected {self.expected}, got {value!r}"
+
+
+def _valid_timezone(value: str) -> bool:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _hh_mm(value: str) -> bool:
+    return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value) is not None
+
+
+DAYS = Between(0, 3650)
+FRACTION = Between(0, 1, low_open=True)  # above 0, at most 1
+
+# fmt: off
+SETTINGS = (
+    Setting("database", "path", "bandit.db", lambda v: v.strip() != "", "a non-empty file path",
+            "SQLite file shared by web and clock (relative to the working directory)."),
+    Setting("database", "busy_timeout_ms", 5000, Between(0, 600_000), "0 to 600000",
+            "How long a writer waits for the write lock, in ms."),
+    Setting("database", "synchronous", "FULL", OneOf(("OFF", "NORMAL", "FULL", "EXTRA")),
+            "one of OFF, NORMAL, FULL, EXTRA",
+            "SQLite `synchronous`: `OFF`, `NORMAL`, `FULL` or `EXTRA`. `FULL` makes an"
+            " acknowledged write survive a power cut."),
+    Setting("schedule", "time", "23:50", _hh_mm, "HH:MM on a 24-hour clock",
+            "Local time (HH:MM) of the nightly run, which computes tomorrow's split."),
+    Setting("schedule", "timezone", "UTC", _valid_timezone,
+            "an IANA time zone such as Europe/Berlin",
+            'IANA zone for the schedule and for "today" and "tomorrow".'),
+    Setting("schedule", "misfire_grace_seconds", 3600, Between(1, 86_400), "1 to 86400",
+            "A run delayed (busy or paused clock) by up to this long still runs, once."),
+    Setting("schedule", "catch_up", True, None, "",
+            "On start, run at once if the last scheduled run has no successful run since."),
+    Setting("schedule", "lease_seconds", 60, Between(2, 3_600), "2 to 3600",
+            "A running job renews a lease on its `run` row every third of this (2 to 3600)."
+            " A row whose lease ran out (its process died) is marked `failed`; while a lease"
+            " is live, no second clock starts the same scheduled run."),
+    Setting("sampling", "samples", 10_000, Between(100, 1_000_000), "100 to 1000000",
+            "Joint Monte Carlo draws per experiment (100 to 1,000,000)."),
+    Setting("sampling", "prior_alpha", 1.0, Between(0, 1e6, low_open=True), "greater than 0",
+            "Beta prior alpha (pseudo-clicks)."),
+    Setting("sampling", "prior_beta", 1.0, Between(0, 1e6, low_open=True), "greater than 0",
+            "Beta prior beta (pseudo-non-clicks)."),
+    Setting("sampling", "workers", 1, Between(1, 64), "1 to 64",
+            "Processes the nightly job spreads experiments over (1 to 64); results are"
+            " identical for any number. At most the number of cores."),
+    Setting("server", "host", "127.0.0.1", None, "", "Address the web process binds to."),
+    Setting("server", "port", 8000, Between(1, 65_535), "1 to 65535",
+            "Port the web process binds to."),
+    Setting("server", "refresh_ms", 250, Between(10, 1_000), "10 to 1000",
+            "How often the web process looks for newly published allocations (10 to 1000 ms)."),
+    Setting("server", "max_body_bytes", 1_048_576, Between(1_024, 64 * 2**20),
+            "1024 to 67108864",
+            "Request bodies larger than this (1 MiB) get 413, whether or not they declare a"
+            " length."),
+    # The policy keys: defaults that each experiment can override (PUT .../settings).
+    # Per experiment the floors must also leave room: arms x min_allocation < 1.
+    Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),
+            "at least 0 and below 0.5",
+            "Default floor per arm (fraction of traffic, below 0.5 here and in"
+            " `PUT /experiments/{id}/settings`); see [Allocation policy](#allocation-policy)."),
+    Setting("policy", "min_impressions", 0, Between(0, 10**12), "0 to 1000000000000",
+            "Default impressions every active arm needs before the split leaves equal."),
+    Setting("policy", "exploration_days", 0, DAYS, "0 to 3650",
+            "Default number of days of equal split at the start of an experiment."),
+    Setting("policy", "winner_probability", 0.95, Between(0.5, 1), "0.5 to 1",
+            "P(best) a winner needs (0.5 to 1)."),
+    Setting("policy", "value_remaining", 0.01, FRACTION, "above 0 and at most 1",
+            "A winner also needs the 95th percentile of the relative gain still possible"
+            " below this."),
+    Setting("policy", "auto_rollout", False, None, "",
+            "Give a declared winner all traffic (minus the other arms' floors)."),
+    Setting("policy", "window_days", 0, DAYS, "0 (off) to 3650",
+            "Count only the last N days (0: every day). Not with `discount`."),
+    Setting("policy", "discount", 1.0, FRACTION, "above 0 and at most 1 (1 is off)",
+            "Weight each day's counts by discount^age in days (1.0: off). Not with"
+            " `window_days`."),
+    Setting("policy", "method", "monte_carlo", OneOf(("monte_carlo", "exact")),
+            "monte_carlo or exact",
+            "P(best) by `monte_carlo` (`sampling.samples` draws) or `exact` (numerical"
+            " integration)."),
+    Setting("auth", "require_key_for_reads", False, None, "",
+            "With API keys set, reads need a key too (except `/healthz` and the API docs)."
+            " Needs `BANDIT_AUTH_API_KEYS`."),
+)
+# fmt: on
+POLICY = tuple(s for s in SETTINGS if s.section == "policy")
