@@ -5,7 +5,14 @@ field) is built from its row; tests check config.toml and the README's table aga
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def in_a_directory(path: str) -> bool:
+    """A database path must name a file in an existing directory: opening it would
+    otherwise fail later with a bare "unable to open database file"."""
+    return path.strip() != "" and Path(path).parent.is_dir()
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,8 @@ FRACTION = Between(0, 1, low_open=True)  # above 0, at most 1
 
 # fmt: off
 SETTINGS = (
-    Setting("database", "path", "bandit.db", lambda v: v.strip() != "", "a non-empty file path",
+    Setting("database", "path", "bandit.db", lambda v: in_a_directory(v),
+            "a file path in a directory that exists",
             "SQLite file shared by web and clock (relative to the working directory)."),
     Setting("database", "busy_timeout_ms", 5000, Between(0, 600_000), "0 to 600000",
             "How long a writer waits for the write lock, in ms."),

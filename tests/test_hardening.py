@@ -106,3 +106,14 @@ def test_both_length_and_chunked_framing_is_refused_and_the_connection_closed(tm
     assert b"both Content-Length and Transfer-Encoding" in answer
     assert answer.count(b"HTTP/1.1 ") == 1  # the pipelined GET was never answered
     assert server.request("GET", "/allocation?experiment_id=ctr_test")[0] == 404
+
+
+@pytest.mark.processes
+def test_a_database_path_in_a_missing_directory_is_refused_naming_the_setting(tmp_path):
+    missing = tmp_path / "var" / "lib" / "bandit" / "bandit.db"
+    status, output = run_module(tmp_path, "api", BANDIT_DATABASE_PATH=missing)
+    assert status == 2
+    assert (
+        f"database.path: expected a file path in a directory that exists, got '{missing}'" in output
+    )
+    assert "Traceback" not in output
