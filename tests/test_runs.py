@@ -13,6 +13,7 @@ from playhouse.migrate import migrate as apply_operations
 from core.migrations import MIGRATIONS, add_run_lease, migrate
 from core.schema import Allocation, Run, SchemaVersion, utcnow
 from scheduler import clock
+from scheduler.job import run_job
 from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
 from tests.conftest import utc
 from tests.test_job import NOW, allocations, load
@@ -97,6 +98,17 @@ def test_a_stop_request_cancels_the_run_and_keeps_previous_allocations(db, setti
     assert (run.status, run.finished_at is not None) == ("cancelled", True)
     assert allocations() == before
     assert Allocation.select().where(Allocation.run == run.id).count() == 0
+
+
+def test_a_failed_run_has_the_same_error_in_its_row_and_its_summary(db, settings):
+    seed()
+
+    def broken():
+        raise RuntimeError("disk full")
+
+    summary = run_job(NOW, settings, should_stop=broken)
+    assert (summary.status, summary.error) == ("failed", "RuntimeError: disk full")
+    assert Run.get_by_id(summary.run_id).error == summary.error
 
 
 @pytest.fixture
