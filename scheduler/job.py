@@ -19,7 +19,9 @@ from scheduler.allocate import allocate
 from scheduler.pool import CHUNK_EXPERIMENTS, in_order, spill, unspill
 from scheduler.publish import publish_allocations
 from scheduler.runs import (
+    Clock,
     RunCancelled,
+    clock_from,
     finish_run,
     lease_kept,
     mark_succeeded,
@@ -96,32 +98,35 @@ def run_job(
     A scheduled run (scheduled_for set) returns None without running when another process
     holds or has done that scheduled time. should_stop() is asked before each experiment
     and before publishing; once it is true the run ends 'cancelled' with nothing written.
+    Every row the run writes is stamped from now (runs.clock_from).
     """
     effective_date = effective_date or next_effective_date(now, settings.tz)
     lease = settings.schedule.lease_seconds
     with database.connection_context():
-        run_id = start_run(trigger, effective_date, experiment_id, lease, scheduled_for)
+        run_id = start_run(now, trigger, effective_date, experiment_id, lease, scheduled_for)
         if run_id is None:
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
+        clock = clock_from(now)
         try:
-            with lease_kept(run_id, lease), tempfile.TemporaryFile() as spilled:
+            with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
                 processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
-                publish(run_id, effective_date, spilled, processed)
+                publish(run_id, effective_date, spilled, processed, clock)
         except Exception as exc:
-            status, error = record_failure(run_id, exc)
+            status, error = record_failure(run_id, exc, clock())
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
 
 
-def publish(run_id: int, effective_date: date, spilled, processed: int) -> None:
+def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
     """Publish the spilled results, with the run's success in the same transaction."""
     times = publish_allocations(
         run_id,
         effective_date,
         unspill(spilled),
-        before_commit=lambda: mark_succeeded(run_id, processed),
+        clock,
+        before_commit=lambda: mark_succeeded(run_id, processed, clock()),
     )
     log.info(
         "run %s published %d experiments for %s (staging %.2f s, publish transaction %.2f s)",
@@ -133,7 +138,7 @@ def publish(run_id: int, effective_date: date, spilled, processed: int) -> None:
     )
 
 
-def record_failure(run_id: int, exc: Exception) -> tuple[str, str]:
+def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str]:
     """End the run 'cancelled' or 'failed'; return that status and the error, which the
     run's row and its summary both carry."""
     if isinstance(exc, RunCancelled):
@@ -142,5 +147,5 @@ def record_failure(run_id: int, exc: Exception) -> tuple[str, str]:
     else:
         log.exception("run %s failed", run_id, exc_info=exc)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-    finish_run(run_id, status, 0, error)
+    finish_run(run_id, now, status, 0, error)
     return status, error
