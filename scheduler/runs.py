@@ -49,15 +49,20 @@ def clock_from(now: datetime) -> Clock:
 
 
 def last_scheduled_success() -> datetime | None:
-    """When (aware, UTC) the latest successful nightly or catch-up run finished: what the
-    clock's catch-up and /healthz both go by. Call with a connection open."""
-    finished = (
-        Run.select(Run.finished_at)
+    """When (aware, UTC) the latest successful nightly or catch-up run started: what the
+    clock's catch-up and /healthz both go by. Call with a connection open.
+
+    The start, not the end: a run starts at the `now` its scheduled time was worked out
+    from, so its start says which night it did. A run for one night that ends after the
+    next scheduled time has not done that next night.
+    """
+    started = (
+        Run.select(Run.started_at)
         .where(Run.trigger.in_(SCHEDULED_TRIGGERS) & (Run.status == "success"))
-        .order_by(Run.finished_at.desc())
+        .order_by(Run.started_at.desc())
         .scalar()
     )
-    return finished.replace(tzinfo=UTC) if finished else None
+    return started.replace(tzinfo=UTC) if started else None
 
 
 def holder_name() -> str:

@@ -151,6 +151,23 @@ def test_a_nightly_run_is_stamped_with_the_fire_time_it_was_given(db, settings):
     assert catch_up(settings, MORNING) is False
 
 
+def test_a_night_whose_run_ended_after_the_next_fire_time_leaves_that_time_missed(db, settings):
+    # Started for the 22nd's night at 23:49 on the 23rd, it ended at 23:51: after the
+    # 23rd's 23:50, which it did not do.
+    seed_data()
+    record_success("catch_up", utc(2025, 12, 23, 23, 49), finished=utc(2025, 12, 23, 23, 51))
+    assert catch_up(settings, utc(2025, 12, 23, 23, 52)) is True
+    assert latest_run().effective_date == date(2025, 12, 24)
+
+
+def test_healthz_reports_the_last_success_the_clock_goes_by(db, client, settings):
+    for day in (21, 22, 20):
+        record_success("nightly", utc(2025, 12, day, 23, 50, 2), utc(2025, 12, day, 23, 59))
+    record_success("manual", utc(2025, 12, 23, 8, 0))
+    reported = client.get("/healthz").json()["last_nightly_success"]
+    assert datetime.fromisoformat(reported) == last_success() == utc(2025, 12, 22, 23, 50, 2)
+
+
 def test_scheduler_job_is_configured_for_a_single_coalesced_run(settings):
     scheduler = build_scheduler(settings)
     job = scheduler.get_job("nightly")
