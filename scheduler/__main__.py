@@ -3,13 +3,13 @@
 import argparse
 import logging
 import sys
-from datetime import UTC, datetime
 
 from core.db import database
 from core.experiments import experiment_exists
 from core.migrations import open_database
 from core.settings import load_settings_or_exit
 from scheduler.job import run_job
+from scheduler.runs import real_now
 
 
 def known(name: str) -> bool:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     if args.experiment and not known(args.experiment):
         print(f"unknown experiment {args.experiment!r}", file=sys.stderr)
         return 1
-    summary = run_job(datetime.now(UTC), settings, "manual", experiment_id=args.experiment)
+    summary = run_job(real_now(), settings, "manual", experiment_id=args.experiment)
     print(
         f"run {summary.run_id}: {summary.status}, {summary.experiments_processed} experiments,"
         f" effective {summary.effective_date}"

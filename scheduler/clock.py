@@ -11,7 +11,7 @@ on start, before the scheduler is running.
 import logging
 import signal
 import threading
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,7 +21,7 @@ from core.db import database
 from core.policy import next_effective_date
 from core.settings import Settings
 from scheduler.job import run_job
-from scheduler.runs import last_scheduled_success
+from scheduler.runs import Clock, last_scheduled_success, real_now
 
 log = logging.getLogger("bandit.clock")
 
@@ -62,8 +62,10 @@ def run_scheduled(settings: Settings, trigger: str, fire: datetime, now: datetim
     )
 
 
-def nightly(settings: Settings, stop: threading.Event | None = None) -> None:
-    now = datetime.now(UTC)
+def nightly(
+    settings: Settings, stop: threading.Event | None = None, now: datetime | None = None
+) -> None:
+    now = now or real_now()
     fire = last_fire_time(now, *settings.run_hour_minute, settings.tz)
     run_scheduled(settings, "nightly", fire, now, stop)
 
@@ -77,8 +79,10 @@ def catch_up(settings: Settings, now: datetime, stop: threading.Event | None = N
     return run_scheduled(settings, "catch_up", fire, now, stop) is not None
 
 
-def catch_up_until_current(settings: Settings, stop: threading.Event | None = None) -> int:
-    """Catch up until no scheduled time is missed; return how many runs ran.
+def catch_up_until_current(
+    settings: Settings, stop: threading.Event | None = None, clock: Clock = real_now
+) -> int:
+    """Catch up until no scheduled time is missed at clock(); return how many runs ran.
 
     A catch-up can outlast the next scheduled time (a long run started just before it).
     APScheduler starts only afterwards and would never fire that time, so look again. A
@@ -86,7 +90,7 @@ def catch_up_until_current(settings: Settings, stop: threading.Event | None = No
     """
     handled, ran = set(), 0
     while True:
-        now = datetime.now(UTC)
+        now = clock()
         fire = missed_run(last_success(), now, *settings.run_hour_minute, settings.tz)
         if fire is None or fire in handled:
             return ran

@@ -6,11 +6,12 @@ The same code runs from the clock, `python -m scheduler run-once` and POST /reco
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from core.db import database
-from core.experiments import load_states
+from core.experiments import PolicyState, load_states
 from core.policy import next_effective_date
 from core.settings import Settings
 from scheduler.aggregate import totals_in_chunks
@@ -18,7 +19,9 @@ from scheduler.allocate import allocate
 from scheduler.pool import CHUNK_EXPERIMENTS, in_order, spill, unspill
 from scheduler.publish import publish_allocations
 from scheduler.runs import (
+    Clock,
     RunCancelled,
+    clock_from,
     finish_run,
     lease_kept,
     mark_succeeded,
@@ -40,27 +43,37 @@ class RunSummary:
     error: str | None = None
 
 
-def allocate_chunk(task: tuple) -> list:
-    """allocate() over one chunk of totals; a module-level function so a pool can pickle it.
-    Pure: the chunk's policy states were read from the database beforehand. should_stop is
-    only passed when the chunk runs in this process (a pool cannot pickle it)."""
-    chunk, states, effective_date, settings, should_stop = task
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of totals and what allocate() needs for it, read from the database
+    beforehand. Pickled to a pool's worker, so should_stop is set only when the chunk runs
+    in this process (a pool cannot pickle it)."""
+
+    totals: list
+    states: dict[int, PolicyState]
+    effective_date: date
+    settings: Settings
+    should_stop: Callable[[], bool] | None = None
+
+
+def allocate_chunk(task: ChunkTask) -> list:
+    """allocate() over one chunk; a module-level function so a spawn pool can pickle it."""
     results = [
-        allocate(t, states[t.experiment_pk], effective_date, settings)
-        for t in until_stopped(chunk, should_stop)
+        allocate(t, task.states[t.experiment_pk], task.effective_date, task.settings)
+        for t in until_stopped(task.totals, task.should_stop)
     ]
     return [r for r in results if r is not None]
 
 
 def chunk_tasks(experiment_id: str | None, effective_date: date, settings: Settings, should_stop):
-    """(totals, policy states, ...) a chunk at a time, counted as of the run's local day.
-    should_stop() is asked before each chunk, and before each experiment with one worker."""
+    """A ChunkTask at a time, counted as of the run's local day. should_stop() is asked
+    before each chunk, and before each experiment with one worker."""
     as_of = effective_date - timedelta(days=1)
     in_process = should_stop if settings.sampling.workers <= 1 else None
     chunks = totals_in_chunks(experiment_id, CHUNK_EXPERIMENTS, as_of, settings.policy)
     for chunk in until_stopped(chunks, should_stop):
         states = load_states([t.experiment_pk for t in chunk], settings.policy)
-        yield chunk, states, effective_date, settings, in_process
+        yield ChunkTask(chunk, states, effective_date, settings, in_process)
 
 
 def compute(
@@ -85,32 +98,36 @@ def run_job(
     A scheduled run (scheduled_for set) returns None without running when another process
     holds or has done that scheduled time. should_stop() is asked before each experiment
     and before publishing; once it is true the run ends 'cancelled' with nothing written.
+    Every row the run writes is stamped from now (runs.clock_from).
     """
     effective_date = effective_date or next_effective_date(now, settings.tz)
     lease = settings.schedule.lease_seconds
     with database.connection_context():
-        run_id = start_run(trigger, effective_date, experiment_id, lease, scheduled_for)
+        run_id = start_run(now, trigger, effective_date, experiment_id, lease, scheduled_for)
         if run_id is None:
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
+        clock = clock_from(now)
         try:
-            with lease_kept(run_id, lease), tempfile.TemporaryFile() as spilled:
+            with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
                 processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
-                times = publish_allocations(
-                    run_id,
-                    effective_date,
-                    unspill(spilled),
-                    before_commit=lambda: mark_succeeded(run_id, processed),
-                )
-        except RunCancelled as exc:
-            log.warning("run %s cancelled before publishing", run_id)
-            finish_run(run_id, "cancelled", 0, str(exc))
-            return RunSummary(run_id, trigger, effective_date, "cancelled", 0, str(exc))
+                publish(run_id, effective_date, spilled, processed, clock)
         except Exception as exc:
-            log.exception("run %s failed", run_id)
-            finish_run(run_id, "failed", 0, f"{type(exc).__name__}: {exc}")
-            return RunSummary(run_id, trigger, effective_date, "failed", 0, str(exc))
+            status, error = record_failure(run_id, exc, clock())
+            return RunSummary(run_id, trigger, effective_date, status, 0, error)
+    return RunSummary(run_id, trigger, effective_date, "success", processed)
+
+
+def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
+    """Publish the spilled results, with the run's success in the same transaction."""
+    times = publish_allocations(
+        run_id,
+        effective_date,
+        unspill(spilled),
+        clock,
+        before_commit=lambda: mark_succeeded(run_id, processed, clock()),
+    )
     log.info(
         "run %s published %d experiments for %s (staging %.2f s, publish transaction %.2f s)",
         run_id,
@@ -119,4 +136,16 @@ def run_job(
         times.staging,
         times.locked,
     )
-    return RunSummary(run_id, trigger, effective_date, "success", processed)
+
+
+def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str]:
+    """End the run 'cancelled' or 'failed'; return that status and the error, which the
+    run's row and its summary both carry."""
+    if isinstance(exc, RunCancelled):
+        log.warning("run %s cancelled before publishing", run_id)
+        status, error = "cancelled", str(exc)
+    else:
+        log.exception("run %s failed", run_id, exc_info=exc)
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finish_run(run_id, now, status, 0, error)
+    return status, error

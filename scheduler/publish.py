@@ -14,14 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from peewee import BigIntegerField, FloatField, IntegerField, TextField, Value, chunked
 
 from core import testhooks
 from core.changes import mark_changed
 from core.db import bound, database, drop_temporary_tables, execute_many, write_transaction
-from core.schema import Allocation, AllocationReason, BaseModel, utcnow
+from core.schema import Allocation, AllocationReason, BaseModel
+from scheduler.runs import Clock, naive_utc
 
 STAGE_BATCH = 1000  # experiments bound per executemany
 
@@ -107,12 +108,12 @@ class PublishTimes:
 
 
 def publish_allocations(
-    run_id: int, effective_date: date, results, before_commit=None
+    run_id: int, effective_date: date, results, clock: Clock, before_commit=None
 ) -> PublishTimes:
     """Replace each experiment's allocation for the day; all or nothing.
 
     `results` may be a stream (read back from a spill file): it is staged first, without
-    the write lock, then copied in one write transaction.
+    the write lock, then copied in one write transaction; the rows are stamped clock().
     before_commit() runs last inside it (the job records the run's success there, so the
     split and its run's status commit together).
     """
@@ -121,7 +122,7 @@ def publish_allocations(
         staged_at = time.monotonic()
         with write_transaction():
             locked = time.monotonic()
-            replace_allocations(run_id, effective_date)
+            replace_allocations(run_id, effective_date, clock())
             replace_reasons(run_id, effective_date)
             mark_changed(staged_experiments())
             testhooks.pause("publish")
@@ -131,7 +132,7 @@ def publish_allocations(
     return PublishTimes(staging=staged_at - started, locked=committed - locked)
 
 
-def replace_allocations(run_id: int, effective_date: date) -> None:
+def replace_allocations(run_id: int, effective_date: date, created_at: datetime) -> None:
     """The staged experiments' rows for the day, instead of what was there; in SQL alone."""
     day = bound(effective_date)
     (
@@ -147,7 +148,7 @@ def replace_allocations(run_id: int, effective_date: date) -> None:
         StagedAllocation.probability,
         StagedAllocation.seed,
         Value(run_id),
-        Value(bound(utcnow())),
+        Value(bound(naive_utc(created_at))),
     )
     fields = [
         Allocation.experiment,

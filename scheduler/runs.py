@@ -14,11 +14,15 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from core.db import database, write_transaction
-from core.schema import Run, utcnow
+from core.schema import Run
+
+Clock = Callable[[], datetime]  # returns an aware time
 
 log = logging.getLogger("bandit.runs")
 SCHEDULED_TRIGGERS = ("nightly", "catch_up")
@@ -29,16 +33,36 @@ class RunCancelled(Exception):
     """The process was asked to stop before the run published anything."""
 
 
+def real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def clock_from(now: datetime) -> Clock:
+    """The run's clock: `now` when the run starts, then moving on with the real time elapsed.
+
+    Every row a run writes is stamped from it, so a fixed `now` fixes the stamps, while the
+    lease still moves forward for as long as the run lasts (a lease stamped with a fixed
+    time would run out under a long run, and another process would take the run over).
+    """
+    started = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - started)
+
+
 def last_scheduled_success() -> datetime | None:
-    """When (aware, UTC) the latest successful nightly or catch-up run finished: what the
-    clock's catch-up and /healthz both go by. Call with a connection open."""
-    finished = (
-        Run.select(Run.finished_at)
+    """When (aware, UTC) the latest successful nightly or catch-up run started: what the
+    clock's catch-up and /healthz both go by. Call with a connection open.
+
+    The start, not the end: a run starts at the `now` its scheduled time was worked out
+    from, so its start says which night it did. A run for one night that ends after the
+    next scheduled time has not done that next night.
+    """
+    started = (
+        Run.select(Run.started_at)
         .where(Run.trigger.in_(SCHEDULED_TRIGGERS) & (Run.status == "success"))
-        .order_by(Run.finished_at.desc())
+        .order_by(Run.started_at.desc())
         .scalar()
     )
-    return finished.replace(tzinfo=UTC) if finished else None
+    return started.replace(tzinfo=UTC) if started else None
 
 
 def holder_name() -> str:
@@ -46,6 +70,9 @@ def holder_name() -> str:
 
 
 def naive_utc(moment: datetime) -> datetime:
+    """How rows store a time. A naive time is refused: astimezone would read it as local."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment} has no time zone; pass an aware time")
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -74,6 +101,7 @@ def abandoned(run: Run, now: datetime) -> bool:
 
 def expire_abandoned_runs(now: datetime) -> int:
     """Mark failed every running row whose process is gone; call in a write transaction."""
+    now = naive_utc(now)
     running = Run.select(Run.id, Run.lease_until, Run.holder).where(Run.status == "running")
     ids = [run.id for run in running if abandoned(run, now)]
     if not ids:
@@ -92,14 +120,14 @@ def scheduled_time_taken(scheduled_for: datetime) -> bool:
 
 
 def start_run(
+    now: datetime,
     trigger: str,
     effective_date: date,
     experiment_id: str | None,
     lease_seconds: int,
     scheduled_for: datetime | None = None,
 ) -> int | None:
-    """Insert a running row and return its id; None if the scheduled time is taken."""
-    now = utcnow()
+    """Insert a running row started at now; return its id, None if the scheduled time is taken."""
     when = naive_utc(scheduled_for) if scheduled_for else None
     with write_transaction():
         expire_abandoned_runs(now)
@@ -109,22 +137,24 @@ def start_run(
             trigger=trigger,
             effective_date=effective_date,
             experiment_filter=experiment_id,
-            started_at=now,
+            started_at=naive_utc(now),
             scheduled_for=when,
-            lease_until=now + timedelta(seconds=lease_seconds),
+            lease_until=naive_utc(now + timedelta(seconds=lease_seconds)),
             holder=holder_name(),
         )
     return run.id
 
 
-def finish_run(run_id: int, status: str, processed: int, error: str | None = None) -> None:
+def finish_run(
+    run_id: int, now: datetime, status: str, processed: int, error: str | None = None
+) -> None:
     with write_transaction():
         (
             Run.update(
                 status=status,
                 experiments_processed=processed,
                 error=error,
-                finished_at=utcnow(),
+                finished_at=naive_utc(now),
                 lease_until=None,
             )
             .where(Run.id == run_id)
@@ -136,14 +166,14 @@ class RunLost(Exception):
     """Another process marked this run abandoned while it worked; it must not publish."""
 
 
-def mark_succeeded(run_id: int, processed: int) -> None:
+def mark_succeeded(run_id: int, processed: int, now: datetime) -> None:
     """Inside the publish transaction: a run is 'success' exactly when its split is
     committed, and a run another process has meanwhile marked abandoned publishes nothing."""
     updated = (
         Run.update(
             status="success",
             experiments_processed=processed,
-            finished_at=utcnow(),
+            finished_at=naive_utc(now),
             lease_until=None,
         )
         .where((Run.id == run_id) & (Run.status == "running"))
@@ -153,21 +183,21 @@ def mark_succeeded(run_id: int, processed: int) -> None:
         raise RunLost(f"run {run_id} was marked abandoned by another process; not publishing")
 
 
-def renew_lease(run_id: int, lease_seconds: int) -> bool:
-    """Push the lease forward; False if the row is no longer ours to renew."""
+def renew_lease(run_id: int, lease_seconds: int, now: datetime) -> bool:
+    """Push the lease to lease_seconds after now; False if the row is no longer ours to renew."""
     with database.connection_context(), write_transaction():
         renewed = (
-            Run.update(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            Run.update(lease_until=naive_utc(now + timedelta(seconds=lease_seconds)))
             .where((Run.id == run_id) & (Run.status == "running"))
             .execute()
         )
     return renewed == 1
 
 
-def renew_until(stopped: threading.Event, run_id: int, lease_seconds: int) -> None:
+def renew_until(stopped: threading.Event, run_id: int, lease_seconds: int, clock: Clock) -> None:
     while not stopped.wait(lease_seconds / 3):
         try:
-            if not renew_lease(run_id, lease_seconds):
+            if not renew_lease(run_id, lease_seconds, clock()):
                 log.warning("run %s lost its lease (marked abandoned by another process)", run_id)
                 return
         except Exception:  # a busy database must not kill the run; the next tick retries
@@ -175,11 +205,11 @@ def renew_until(stopped: threading.Event, run_id: int, lease_seconds: int) -> No
 
 
 @contextmanager
-def lease_kept(run_id: int, lease_seconds: int):
-    """Renew the run's lease in a background thread for as long as the block runs."""
+def lease_kept(run_id: int, lease_seconds: int, clock: Clock):
+    """Renew the run's lease (stamped from clock) in a background thread while the block runs."""
     stopped = threading.Event()
     renewer = threading.Thread(
-        target=renew_until, args=(stopped, run_id, lease_seconds), name=f"lease-{run_id}"
+        target=renew_until, args=(stopped, run_id, lease_seconds, clock), name=f"lease-{run_id}"
     )
     renewer.daemon = True
     renewer.start()

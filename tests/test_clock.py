@@ -1,14 +1,22 @@
-"""The clock: schedule arithmetic as pure functions, catch-up on start with freezegun."""
+"""The clock: schedule arithmetic and catch-up, with fixed datetimes passed as `now`."""
 
-from datetime import UTC, date, datetime
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from freezegun import freeze_time
 
 from core.schema import Run
 from ingest.metrics import MetricRow, store_rows
-from scheduler.clock import build_scheduler, catch_up, last_fire_time, missed_run
+from scheduler.clock import (
+    build_scheduler,
+    catch_up,
+    catch_up_until_current,
+    last_fire_time,
+    last_success,
+    missed_run,
+    nightly,
+)
 from tests.conftest import utc
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -47,6 +55,10 @@ def test_no_missed_run_when_the_last_fire_succeeded():
     )
 
 
+FIRE = utc(2025, 12, 22, 23, 50)  # the default schedule's fire time on the 22nd
+MORNING = utc(2025, 12, 23, 9, 0)  # the clock starts here; the last fire time is FIRE
+
+
 def seed_data():
     store_rows(
         [
@@ -56,53 +68,104 @@ def seed_data():
     )
 
 
-def record_success(trigger, started):
+def naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def record_success(trigger, started, finished=None):
     Run.create(
         trigger=trigger,
         effective_date=date(2025, 12, 22),
         status="success",
-        started_at=started,
-        finished_at=started,
+        started_at=naive(started),
+        finished_at=naive(finished or started),
     )
 
 
-@freeze_time("2025-12-23 09:00:00")
+def latest_run() -> Run:
+    return Run.select().order_by(Run.id.desc()).first()
+
+
 def test_clock_catches_up_a_missed_night_on_start(db, settings):
     seed_data()
-    record_success("nightly", datetime(2025, 12, 21, 23, 50, 2))
-    assert catch_up(settings, datetime.now(UTC)) is True
-    run = Run.select().order_by(Run.id.desc()).first()
-    assert (run.trigger, run.status) == ("catch_up", "success")
+    record_success("nightly", utc(2025, 12, 21, 23, 50, 2))
+    assert catch_up(settings, MORNING) is True
+    run = latest_run()
+    assert (run.trigger, run.status, run.started_at) == ("catch_up", "success", naive(MORNING))
     # The missed run was for the 23rd; it is computed for that day, not the 24th.
     assert run.effective_date == date(2025, 12, 23)
-    assert catch_up(settings, datetime.now(UTC)) is False
+    assert catch_up(settings, MORNING) is False
 
 
-@freeze_time("2025-12-23 09:00:00")
 def test_manual_runs_do_not_count_as_the_nightly(db, settings):
     seed_data()
-    record_success("nightly", datetime(2025, 12, 21, 23, 50, 2))
-    record_success("manual", datetime(2025, 12, 23, 8, 0))
-    assert catch_up(settings, datetime.now(UTC)) is True
+    record_success("nightly", utc(2025, 12, 21, 23, 50, 2))
+    record_success("manual", utc(2025, 12, 23, 8, 0))
+    assert catch_up(settings, MORNING) is True
 
 
-@freeze_time("2025-12-23 09:00:00")
 def test_no_catch_up_after_a_successful_night(db, settings):
-    record_success("nightly", datetime(2025, 12, 22, 23, 50, 2))
-    assert catch_up(settings, datetime.now(UTC)) is False
+    record_success("nightly", utc(2025, 12, 22, 23, 50, 2))
+    assert catch_up(settings, MORNING) is False
     assert Run.select().count() == 1
 
 
-@freeze_time("2025-12-23 09:00:00")
 def test_failed_night_is_caught_up(db, settings):
     seed_data()
     Run.create(
         trigger="nightly",
         effective_date=date(2025, 12, 23),
         status="failed",
-        started_at=datetime(2025, 12, 22, 23, 50, 2),
+        started_at=naive(FIRE),
     )
-    assert catch_up(settings, datetime.now(UTC)) is True
+    assert catch_up(settings, MORNING) is True
+
+
+def test_catch_up_goes_by_the_latest_of_several_successful_nights(db, settings):
+    # Inserted out of order, so that neither the first row nor the oldest is the latest.
+    for day in (21, 22, 19, 20):
+        record_success("nightly" if day % 2 else "catch_up", utc(2025, 12, day, 23, 50, 2))
+    record_success("manual", utc(2025, 12, 23, 8, 0))
+    assert last_success() == utc(2025, 12, 22, 23, 50, 2)
+    assert catch_up(settings, MORNING) is False
+    assert Run.select().count() == 5
+
+
+def test_a_success_exactly_at_the_fire_time_does_that_night(db, settings):
+    record_success("nightly", FIRE)
+    assert catch_up(settings, MORNING) is False
+
+
+def test_a_success_just_before_the_fire_time_leaves_that_night_missed(db, settings):
+    seed_data()
+    record_success("nightly", FIRE - timedelta(microseconds=1))
+    assert catch_up(settings, MORNING) is True
+
+
+def test_a_nightly_run_is_stamped_with_the_fire_time_it_was_given(db, settings):
+    seed_data()
+    nightly(settings, now=FIRE)
+    run = Run.get()
+    assert (run.trigger, run.status, run.started_at) == ("nightly", "success", naive(FIRE))
+    assert run.scheduled_for == naive(FIRE) and run.finished_at >= naive(FIRE)
+    assert catch_up(settings, MORNING) is False
+
+
+def test_a_night_whose_run_ended_after_the_next_fire_time_leaves_that_time_missed(db, settings):
+    # Started for the 22nd's night at 23:49 on the 23rd, it ended at 23:51: after the
+    # 23rd's 23:50, which it did not do.
+    seed_data()
+    record_success("catch_up", utc(2025, 12, 23, 23, 49), finished=utc(2025, 12, 23, 23, 51))
+    assert catch_up(settings, utc(2025, 12, 23, 23, 52)) is True
+    assert latest_run().effective_date == date(2025, 12, 24)
+
+
+def test_healthz_reports_the_last_success_the_clock_goes_by(db, client, settings):
+    for day in (21, 22, 20):
+        record_success("nightly", utc(2025, 12, day, 23, 50, 2), utc(2025, 12, day, 23, 59))
+    record_success("manual", utc(2025, 12, 23, 8, 0))
+    reported = client.get("/healthz").json()["last_nightly_success"]
+    assert datetime.fromisoformat(reported) == last_success() == utc(2025, 12, 22, 23, 50, 2)
 
 
 def test_scheduler_job_is_configured_for_a_single_coalesced_run(settings):
@@ -115,8 +178,6 @@ def test_scheduler_job_is_configured_for_a_single_coalesced_run(settings):
 
 
 def test_scheduler_next_fire_is_the_configured_local_time(settings):
-    import dataclasses
-
     berlin = dataclasses.replace(settings.schedule, timezone="Europe/Berlin", time="06:15")
     scheduler = build_scheduler(dataclasses.replace(settings, schedule=berlin))
     trigger = scheduler.get_job("nightly").trigger
@@ -124,24 +185,22 @@ def test_scheduler_next_fire_is_the_configured_local_time(settings):
     assert fire == datetime(2025, 12, 23, 6, 15, tzinfo=BERLIN)
 
 
-def test_a_catch_up_that_outlasts_the_next_scheduled_time_is_followed_by_that_run(
-    db, settings, monkeypatch
-):
-    from datetime import timedelta
+def clock_reading(*readings: datetime):
+    """A clock that gives each reading in turn, then the last one for ever."""
+    remaining = list(readings)
+    return lambda: remaining.pop(0) if len(remaining) > 1 else remaining[0]
 
-    from scheduler import clock
 
+def test_a_catch_up_that_outlasts_the_next_scheduled_time_is_followed_by_that_run(db, settings):
     seed_data()
-    with freeze_time("2025-12-23 23:49:00") as frozen:
-        original = clock.run_scheduled
-
-        def slow_run(*args, **kwargs):
-            result = original(*args, **kwargs)
-            frozen.tick(timedelta(minutes=2))  # the run ends after the next 23:50
-            return result
-
-        monkeypatch.setattr(clock, "run_scheduled", slow_run)
-        assert clock.catch_up_until_current(settings) == 2
+    # The clock reads 23:49 when the first catch-up starts, and 23:51, after the next
+    # scheduled time, once it has ended.
+    clock = clock_reading(utc(2025, 12, 23, 23, 49), utc(2025, 12, 23, 23, 51))
+    assert catch_up_until_current(settings, clock=clock) == 2
     runs = list(Run.select().order_by(Run.id))
     assert [(r.trigger, r.status) for r in runs] == [("catch_up", "success")] * 2
     assert [r.effective_date for r in runs] == [date(2025, 12, 23), date(2025, 12, 24)]
+    assert [r.started_at for r in runs] == [
+        datetime(2025, 12, 23, 23, 49),
+        datetime(2025, 12, 23, 23, 51),
+    ]

@@ -214,8 +214,8 @@ def test_a_published_run_is_success_in_the_same_commit(db, settings, monkeypatch
     statuses = []
     original = runs.mark_succeeded
 
-    def spy(run_id, processed):
-        original(run_id, processed)
+    def spy(run_id, processed, now):
+        original(run_id, processed, now)
         statuses.append(Run.get_by_id(run_id).status)  # still inside the transaction
 
     monkeypatch.setattr(job, "mark_succeeded", spy)

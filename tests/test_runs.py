@@ -8,13 +8,15 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from core.schema import Allocation, Run, utcnow
+from core.schema import Allocation, Run
 from scheduler import clock
-from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
+from scheduler.job import run_job
+from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, renew_until, start_run
 from tests.conftest import utc
 from tests.test_job import NOW, allocations, load
 
 FIRE = utc(2025, 12, 22, 23, 50)
+STAMP = NOW.replace(tzinfo=None)  # NOW as the run table stores it
 
 
 def seed():
@@ -35,45 +37,67 @@ def running_row(lease_until, scheduled_for=None):
 
 def test_a_run_whose_lease_ran_out_is_marked_failed_by_the_next_run(db, settings):
     seed()
-    dead = running_row(utcnow() - timedelta(seconds=1))
-    assert clock.run_job(NOW, settings).status == "success"
+    dead = running_row(STAMP - timedelta(seconds=1))
+    assert run_job(NOW, settings).status == "success"
     dead = Run.get_by_id(dead.id)
     assert (dead.status, dead.error) == ("failed", ABANDONED)
-    assert dead.finished_at is not None
+    assert dead.finished_at == STAMP  # the next run's now
 
 
 def test_a_run_with_a_live_lease_is_left_running(db):
-    live = running_row(utcnow() + timedelta(seconds=30))
-    assert expire_abandoned_runs(utcnow()) == 0
+    live = running_row(STAMP + timedelta(seconds=30))
+    assert expire_abandoned_runs(NOW) == 0
     assert Run.get_by_id(live.id).status == "running"
 
 
 def test_renewing_moves_the_lease_forward_only_while_running(db):
-    row = running_row(utcnow())
-    assert renew_lease(row.id, 60)
-    assert Run.get_by_id(row.id).lease_until > utcnow() + timedelta(seconds=50)
+    row = running_row(STAMP)
+    assert renew_lease(row.id, 60, NOW + timedelta(seconds=20))
+    assert Run.get_by_id(row.id).lease_until == STAMP + timedelta(seconds=80)
     Run.update(status="failed").where(Run.id == row.id).execute()
-    assert not renew_lease(row.id, 60)
+    assert not renew_lease(row.id, 60, NOW + timedelta(seconds=40))
+
+
+def test_the_lease_thread_renews_relative_to_the_clock_it_is_given(db):
+    row = running_row(STAMP)
+    stopped = threading.Event()
+
+    def clock():
+        stopped.set()  # one renewal, then the thread's loop ends
+        return NOW + timedelta(minutes=5)
+
+    renew_until(stopped, row.id, 1, clock)
+    assert Run.get_by_id(row.id).lease_until == STAMP + timedelta(minutes=5, seconds=1)
+
+
+def test_every_row_a_run_writes_is_stamped_from_its_now(db, settings):
+    seed()
+    summary = run_job(NOW, settings)
+    run = Run.get_by_id(summary.run_id)
+    created = {a.created_at for a in Allocation.select()}
+    assert run.started_at == STAMP
+    assert len(created) == 1 and STAMP <= created.pop() <= run.finished_at
+    assert run.finished_at < STAMP + timedelta(hours=1)  # NOW's clock, not the wall clock's
 
 
 def test_finished_runs_hold_no_lease(db, settings):
     seed()
-    summary = clock.run_job(NOW, settings)
+    summary = run_job(NOW, settings)
     assert Run.get_by_id(summary.run_id).lease_until is None
 
 
 @pytest.mark.parametrize("status", ["running", "success"])
 def test_a_scheduled_time_held_or_done_is_not_started_again(db, status):
-    row = running_row(utcnow() + timedelta(seconds=30), scheduled_for=FIRE.replace(tzinfo=None))
+    row = running_row(STAMP + timedelta(seconds=30), scheduled_for=FIRE.replace(tzinfo=None))
     Run.update(status=status).where(Run.id == row.id).execute()
-    assert start_run("nightly", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
+    assert start_run(NOW, "nightly", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
 
 
 @pytest.mark.parametrize("status", ["failed", "cancelled"])
 def test_a_scheduled_time_that_failed_can_be_run_again(db, status):
     row = running_row(None, scheduled_for=FIRE.replace(tzinfo=None))
     Run.update(status=status).where(Run.id == row.id).execute()
-    assert start_run("catch_up", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is not None
+    assert start_run(NOW, "catch_up", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is not None
 
 
 def test_the_same_scheduled_time_runs_once(db, settings):
@@ -85,15 +109,27 @@ def test_the_same_scheduled_time_runs_once(db, settings):
 
 def test_a_stop_request_cancels_the_run_and_keeps_previous_allocations(db, settings):
     seed()
-    clock.run_job(NOW, settings)
+    run_job(NOW, settings)
     before = allocations()
     load(("ctr_test", date(2025, 12, 22), "variant", 1000, 10))
-    summary = clock.run_job(NOW, settings, should_stop=lambda: True)
+    summary = run_job(NOW, settings, should_stop=lambda: True)
     assert summary.status == "cancelled"
     run = Run.get_by_id(summary.run_id)
-    assert (run.status, run.finished_at is not None) == ("cancelled", True)
+    assert run.status == "cancelled" and run.error == summary.error
+    assert STAMP <= run.finished_at < STAMP + timedelta(hours=1)
     assert allocations() == before
     assert Allocation.select().where(Allocation.run == run.id).count() == 0
+
+
+def test_a_failed_run_has_the_same_error_in_its_row_and_its_summary(db, settings):
+    seed()
+
+    def broken():
+        raise RuntimeError("disk full")
+
+    summary = run_job(NOW, settings, should_stop=broken)
+    assert (summary.status, summary.error) == ("failed", "RuntimeError: disk full")
+    assert Run.get_by_id(summary.run_id).error == summary.error
 
 
 @pytest.fixture
@@ -173,11 +209,11 @@ def test_a_run_whose_process_is_gone_on_this_host_is_failed_before_its_lease_end
         text=True,
         check=True,
     )
-    dead = running_row(utcnow() + timedelta(seconds=60))
+    dead = running_row(STAMP + timedelta(seconds=60))
     Run.update(holder=f"{socket.gethostname()}:{finished.stdout.strip()}").where(
         Run.id == dead.id
     ).execute()
-    assert expire_abandoned_runs(utcnow()) == 1
+    assert expire_abandoned_runs(NOW) == 1
     assert Run.get_by_id(dead.id).status == "failed"
     assert not holder_is_gone(f"{socket.gethostname()}:{os.getpid()}")
     assert not holder_is_gone("some-other-host:1")
