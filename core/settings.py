@@ -10,6 +10,7 @@ import os
 import sys
 import tomllib
 from dataclasses import dataclass, field, make_dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -71,6 +72,33 @@ def policy_conflict(policy) -> str | None:
     if policy.window_days > 0 and policy.discount < 1:
         return "window_days and discount cannot both be on: set window_days 0 or discount 1"
     return None
+
+
+def shifted_day(hour: int, minute: int, tz: ZoneInfo, start: date) -> date | None:
+    """The first day within two years from `start` on which HH:MM in tz does not exist
+    (a daylight-saving gap) or happens twice (an overlap), or None."""
+    for offset in range(731):
+        day = start + timedelta(days=offset)
+        wall = datetime.combine(day, time(hour, minute), tzinfo=tz)
+        twice = wall.utcoffset() != wall.replace(fold=1).utcoffset()
+        if twice or wall.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall.replace(
+            tzinfo=None
+        ):
+            return day
+    return None
+
+
+def schedule_conflict(schedule, today: date) -> str | None:
+    """A nightly time that a daylight-saving change skips or repeats would fire late, twice
+    or never on that night: refused at start rather than handled by surprise."""
+    hour, minute = (int(part) for part in schedule.time.split(":"))
+    day = shifted_day(hour, minute, ZoneInfo(schedule.timezone), today)
+    if day is None:
+        return None
+    return (
+        f"time {schedule.time} is skipped or repeated by a daylight-saving change in"
+        f" {schedule.timezone} (on {day}): choose a time outside the change"
+    )
 
 
 def all_keys() -> list[tuple[str, str, object]]:
@@ -162,6 +190,9 @@ def load_settings(env=None) -> Settings:
     conflict = policy_conflict(built["policy"])
     if conflict:
         raise SettingsError(f"policy: {conflict}")
+    conflict = schedule_conflict(built["schedule"], date.today())
+    if conflict:
+        raise SettingsError(f"schedule.{conflict}")
     return Settings(**built)
 
 

@@ -103,7 +103,8 @@ SETTINGS = (
             "SQLite `synchronous`: `OFF`, `NORMAL`, `FULL` or `EXTRA`. `FULL` makes an"
             " acknowledged write survive a power cut."),
     Setting("schedule", "time", "23:50", _hh_mm, "HH:MM on a 24-hour clock",
-            "Local time (HH:MM) of the nightly run, which computes tomorrow's split."),
+            "Local time (HH:MM) of the nightly run, which computes tomorrow's split; a time"
+            " that a daylight-saving change skips or repeats in the zone is refused at start."),
     Setting("schedule", "timezone", "UTC", _valid_timezone,
             "an IANA time zone such as Europe/Berlin",
             'IANA zone for the schedule and for "today" and "tomorrow".'),

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from core.settings import SettingsError, load_settings
 from tests.conftest import CONTRACT_POST
 from tests.processes import HOST, ROOT, child_env
 
@@ -117,3 +118,19 @@ def test_a_database_path_in_a_missing_directory_is_refused_naming_the_setting(tm
         f"database.path: expected a file path in a directory that exists, got '{missing}'" in output
     )
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [("Europe/Berlin", "02:30"), ("America/New_York", "02:15"), ("America/New_York", "01:30")],
+)
+def test_a_schedule_time_a_daylight_saving_change_skips_or_repeats_is_refused(zone, moment):
+    env = {"BANDIT_SCHEDULE_TIMEZONE": zone, "BANDIT_SCHEDULE_TIME": moment}
+    with pytest.raises(SettingsError, match=f"schedule.time {moment} is skipped or repeated"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(("zone", "moment"), [("Europe/Berlin", "23:50"), ("UTC", "02:30")])
+def test_a_schedule_time_clear_of_daylight_saving_changes_is_accepted(zone, moment):
+    settings = load_settings({"BANDIT_SCHEDULE_TIMEZONE": zone, "BANDIT_SCHEDULE_TIME": moment})
+    assert settings.schedule.time == moment
