@@ -5,6 +5,7 @@ import asyncio
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -92,7 +93,8 @@ async def get_allocation(
     """The precomputed split for the next day, served from memory (no database query).
     With `date`: the split that was in force that day, read from the database."""
     if date is not None:
-        body = await run_in_threadpool(allocation_on_day, experiment_id, parse_day(date))
+        tz = request.app.state.settings.tz
+        body = await run_in_threadpool(allocation_on_day, experiment_id, parse_day(date), tz)
         return Response(body, media_type="application/json")
     body = request.app.state.cache.get(experiment_id)
     if body is None:
@@ -109,9 +111,9 @@ def parse_day(text: str) -> date:
     raise invalid("query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}")
 
 
-def allocation_on_day(experiment_id: str, day: date) -> bytes:
+def allocation_on_day(experiment_id: str, day: date, tz: ZoneInfo) -> bytes:
     with database.connection_context():
-        body = allocation_on(find_experiment(experiment_id), day)
+        body = allocation_on(find_experiment(experiment_id), day, tz)
     if body is None:
         raise HTTPException(404, f"no allocation was in force for {experiment_id!r} on {day}")
     return body

@@ -40,7 +40,10 @@ class AllocationOut(BaseModel):
     date: dt.date | None = Field(description="the day this split is for; null if not computed")
     status: str = Field(description="computed, or not_computed (an equal split)")
     allocations: list[AllocationItem]
-    computed_at: dt.datetime | None = None
+    computed_at: dt.datetime | None = Field(
+        default=None,
+        description="when the split was published: routers are served it from then on",
+    )
     run_id: int | None = None
     reason: str = Field(description=REASON_HELP)
     explanation: str = Field(description="the reason as a sentence")
@@ -146,6 +149,10 @@ class HistoryItem(BaseModel):
     date: dt.date
     run_id: int
     trigger: str | None = Field(description="nightly, catch_up or manual")
+    served_from: dt.datetime = Field(
+        description="when it was published, and so first served (a manual recompute's split"
+        " for tomorrow is served at once); a republish of the same date replaces the row"
+    )
     reason: str = Field(description=REASON_HELP)
     explanation: str
     allocations: list[HistoryAllocation]
@@ -165,23 +172,36 @@ class WinnerOut(BaseModel):
 
 class SrmDay(BaseModel):
     date: dt.date
-    chi_square: float
-    degrees_of_freedom: int
-    p_value: float
-    flagged: bool
+    chi_square: float = Field(
+        description="Pearson's statistic of the day's impressions against the split (arms at"
+        " 0% left out): how far off it is; the p-value is exact, not read from it"
+    )
+    degrees_of_freedom: int = Field(description="arms - 1")
+    p_value: float = Field(
+        description="exact: each arm's two-sided binomial p-value (twice its smaller tail),"
+        " the smallest times the number of arms (Bonferroni; with two arms, as it is)"
+    )
+    flagged: bool = Field(description="p_value below the threshold")
 
 
 class SampleRatioOut(BaseModel):
     threshold: float
-    checked_days: int
+    checked_days: int = Field(
+        description="days of data with one published split served all day (a day the split"
+        " changed, by a recompute or the first split, follows a mix and is not checked)"
+    )
     suspect: bool = Field(description="some day has p below the threshold: check the router")
     flagged_days: list[SrmDay]
     latest: SrmDay | None
 
 
 class ValueDeliveredOut(BaseModel):
-    clicks_gained: float = Field(description="expected clicks over an equal split, so far")
-    days: int
+    clicks_gained: float = Field(
+        description="expected clicks over an equal split of the same impressions, so far:"
+        " from the impressions each arm was served, not the planned shares, so it stays"
+        " right when routers did not follow the split"
+    )
+    days: int = Field(description="days of data begun under a published split")
 
 
 class VariantStats(BaseModel):

@@ -5,9 +5,9 @@ each from the allocations routers were actually given."""
 
 import dataclasses
 import datetime as dt
-from bisect import bisect_right
 from collections import defaultdict
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from peewee import JOIN, fn
 
@@ -18,8 +18,8 @@ from core.policy import decide_experiment, next_effective_date
 from core.sampling import Prior, WinnerCheck, posterior
 from core.schema import Allocation, DailyMetric, Experiment, Variant
 from core.settings import PolicySettings, Settings
-from core.splits import as_utc, latest_split
-from core.srm import SRM_ALPHA, clicks_gained, sample_ratio
+from core.splits import as_utc, latest_split, publish_times, served_on
+from core.srm import SRM_ALPHA, SrmResult, clicks_gained, sample_ratio
 
 
 def list_experiments(limit: int, offset: int) -> list[dict]:
@@ -112,8 +112,8 @@ def experiment_detail(experiment_id: str, settings: Settings, now: datetime) -> 
         "variants": stats["variants"],
         "latest_allocation": latest_split(experiment),
         "winner": stats["winner"],
-        "sample_ratio": sample_ratio_report(experiment),
-        "value_delivered": value_delivered(experiment, stats["means"]),
+        "sample_ratio": sample_ratio_report(experiment, settings.tz),
+        "value_delivered": value_delivered(experiment, stats["means"], settings.tz),
         "settings": dataclasses.asdict(stats["state"].policy),
     }
 
@@ -169,51 +169,55 @@ def daily_impressions(experiment: Experiment) -> dict[date, dict[int, int]]:
     )
 
 
-def days_with_split(experiment: Experiment):
-    """(day, {variant: impressions}, split in force that day) for each day of data that
-    had a published allocation: the latest one whose effective date is on or before it."""
-    splits = served_splits(experiment)
-    starts = sorted(splits)
+def days_served(experiment: Experiment, tz: ZoneInfo):
+    """(day, {variant: impressions}, {variant: share}, ServedDay) for each day of data on
+    which routers were served a published split (core.splits.served_on)."""
+    splits, published = served_splits(experiment), publish_times(experiment)
     for day, observed in sorted(daily_impressions(experiment).items()):
-        index = bisect_right(starts, day)
-        if index:
-            yield day, observed, splits[starts[index - 1]]
+        served = served_on(published, day, tz)
+        if served is not None:
+            yield day, observed, splits[served.split], served
 
 
-def sample_ratio_report(experiment: Experiment) -> dict:
-    checked, flagged, latest = 0, [], None
-    for day, observed, split in days_with_split(experiment):
-        result = sample_ratio([observed.get(v, 0) for v in split], list(split.values()))
-        if result is None:
-            continue
-        checked += 1
-        latest = {
-            "date": day,
-            "chi_square": result.chi_square,
-            "p_value": result.p_value,
-            "degrees_of_freedom": result.degrees_of_freedom,
-            "flagged": result.flagged,
-        }
-        if result.flagged:
-            flagged.append(latest)
+def srm_day(day: date, result: SrmResult) -> dict:
     return {
-        "threshold": SRM_ALPHA,
-        "checked_days": checked,
-        "suspect": bool(flagged),
-        "flagged_days": flagged,
-        "latest": latest,
+        "date": day,
+        "chi_square": result.chi_square,
+        "p_value": result.p_value,
+        "degrees_of_freedom": result.degrees_of_freedom,
+        "flagged": result.flagged,
     }
 
 
-def value_delivered(experiment: Experiment, means: dict[int, float]) -> dict:
-    """Clicks gained over an equal split: sum over days of impressions times sum over arms
-    of (served share - 1/K) times the arm's posterior mean as of now."""
+def sample_ratio_report(experiment: Experiment, tz: ZoneInfo) -> dict:
+    """Days on which the split changed (a recompute during the day, or the first split
+    arriving) are not checked: their traffic follows a mix of splits."""
+    days = []
+    for day, observed, split, served in days_served(experiment, tz):
+        result = sample_ratio([observed.get(v, 0) for v in split], list(split.values()))
+        if served.whole_day and result is not None:
+            days.append(srm_day(day, result))
+    flagged = [d for d in days if d["flagged"]]
+    return {
+        "threshold": SRM_ALPHA,
+        "checked_days": len(days),
+        "suspect": bool(flagged),
+        "flagged_days": flagged,
+        "latest": days[-1] if days else None,
+    }
+
+
+def value_delivered(experiment: Experiment, means: dict[int, float], tz: ZoneInfo) -> dict:
+    """Clicks gained over an equal split: sum over days of the sum over arms of (impressions
+    the arm was served - the day's impressions / K) times its posterior mean as of now.
+    Counted from what was served, not from the planned shares, so a router that ignored
+    the split gains nothing; over days begun under a published split (before the first,
+    routers get an equal split)."""
     gained, days = 0.0, 0
-    for _, observed, split in days_with_split(experiment):
+    for _, observed, split, served in days_served(experiment, tz):
         arms = [v for v in split if v in means]
-        if len(arms) < 2:
+        if len(arms) < 2 or not served.from_start:
             continue
-        total = sum(observed.get(v, 0) for v in arms)
-        gained += clicks_gained(total, [split[v] for v in arms], [means[v] for v in arms])
+        gained += clicks_gained([observed.get(v, 0) for v in arms], [means[v] for v in arms])
         days += 1
     return {"clicks_gained": gained, "days": days}

@@ -1,5 +1,9 @@
-"""Published splits: the latest per experiment, the one in force on a day, an experiment's
-series, and the GET /allocation body bytes, encoded here once for every reader.
+"""Published splits: the latest per experiment, the one routers were served on a day, an
+experiment's series, and the GET /allocation body bytes, encoded here once for every reader.
+
+A split is served from the moment it is published (its run's end) until a later effective
+date is published, not from its effective date: a manual recompute writes tomorrow's split
+and routers get it at once.
 
 One allocation row becomes one `{"variant_id", "percentage", "probability"}` item, and a
 day's rows with their reason become one body, in one place for the cache, the history and
@@ -8,8 +12,10 @@ the experiment report.
 
 import json
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
+from zoneinfo import ZoneInfo
 
 from peewee import JOIN, chunked, fn
 
@@ -45,9 +51,14 @@ def allocation_items(rows: list) -> list[dict]:
     ]
 
 
+def published_at(first: Allocation) -> datetime:
+    """When a day's split was published: its run's end (the run's success and its split
+    commit together), else, for rows without one, when they were written."""
+    return first.run.finished_at if first.run and first.run.finished_at else first.created_at
+
+
 def computed_at(first: Allocation) -> str:
-    moment = first.run.finished_at if first.run and first.run.finished_at else first.created_at
-    return moment.isoformat() + "Z"
+    return published_at(first).isoformat() + "Z"
 
 
 def computed_body(name: str, rows: list, reason=None) -> bytes:
@@ -186,13 +197,47 @@ def reason_on(experiment_pk: int, day) -> AllocationReason | None:
     )
 
 
-def day_in_force(experiment: Experiment, day: date) -> date | None:
-    """The latest effective date at or before `day`: what routers were served that day."""
-    return (
-        Allocation.select(fn.MAX(Allocation.effective_date))
-        .where((Allocation.experiment == experiment) & (Allocation.effective_date <= day))
-        .scalar()
+def publish_times(experiment: Experiment) -> dict[date, datetime]:
+    """Effective date -> when its split was published, and so served from (naive UTC)."""
+    rows = (
+        Allocation.select(Allocation.effective_date, Run.finished_at, Allocation.created_at)
+        .join(Run, JOIN.LEFT_OUTER)
+        .where(Allocation.experiment == experiment)
+        .distinct()
+        .tuples()
     )
+    return {day: finished or created for day, finished, created in rows}
+
+
+def in_force_at(published: dict[date, datetime], moment: datetime) -> date | None:
+    """The split routers got at `moment`: the latest effective date published by then,
+    as the cache serves an experiment's latest day (a manual recompute, for tomorrow, is
+    served at once)."""
+    return max((day for day, at in published.items() if at <= moment), default=None)
+
+
+def day_start(day: date, tz: ZoneInfo) -> datetime:
+    """Local midnight as naive UTC, the way times are stored."""
+    return datetime.combine(day, time(), tz).astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ServedDay:
+    split: date  # the effective date of the split routers got
+    from_start: bool  # in force when the day began (else first published during it)
+    whole_day: bool  # it alone was served from the day's start to its end
+
+
+def served_on(published: dict[date, datetime], day: date, tz: ZoneInfo) -> ServedDay | None:
+    """The split in force when local `day` began, else the first one published during it;
+    None when routers got no published split that day."""
+    start, end = (day_start(d, tz) for d in (day, day + timedelta(days=1)))
+    at_start = in_force_at(published, start)
+    at_end = max((d for d, at in published.items() if at < end), default=None)
+    if at_start is not None:
+        return ServedDay(at_start, True, at_start == at_end)
+    during = sorted((at, d) for d, at in published.items() if start <= at < end)
+    return ServedDay(during[0][1], False, False) if during else None
 
 
 def rows_on(experiment: Experiment, day: date) -> list:
@@ -203,13 +248,13 @@ def rows_on(experiment: Experiment, day: date) -> list:
     )
 
 
-def allocation_on(experiment: Experiment, day: date) -> bytes | None:
-    """The GET /allocation body that was in force on `day`, or None before the first run."""
-    in_force = day_in_force(experiment, day)
-    if in_force is None:
+def allocation_on(experiment: Experiment, day: date, tz: ZoneInfo) -> bytes | None:
+    """The GET /allocation body routers were served on `day` (see served_on)."""
+    served = served_on(publish_times(experiment), day, tz)
+    if served is None:
         return None
-    rows = rows_on(experiment, in_force)
-    return computed_body(experiment.name, rows, reason_on(experiment.id, in_force))
+    rows = rows_on(experiment, served.split)
+    return computed_body(experiment.name, rows, reason_on(experiment.id, served.split))
 
 
 def latest_split(experiment: Experiment) -> dict | None:
@@ -245,6 +290,7 @@ def series_item(day: date, rows: list, reason) -> dict:
         "date": day,
         "run_id": rows[0].run_id,
         "trigger": run.trigger if run else None,
+        "served_from": as_utc(published_at(rows[0])),
         **reason_fields(reason),
         "allocations": allocation_items(rows),
     }

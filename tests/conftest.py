@@ -3,11 +3,13 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from freezegun import freeze_time
 
 from api.app import create_app
 from core.db import database
 from core.migrations import open_database
 from core.settings import load_settings
+from scheduler.job import run_job
 from tests.processes import Processes
 
 CONTRACT_POST = {
@@ -22,6 +24,13 @@ CONTRACT_POST = {
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def run_at(now: datetime, settings, trigger: str = "nightly", **kwargs):
+    """run_job with the clock at `now` too, so the publish time stamped on its rows (when
+    routers were first served the split) agrees with it."""
+    with freeze_time(now):
+        return run_job(now, settings, trigger, **kwargs)
 
 
 @pytest.fixture

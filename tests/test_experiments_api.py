@@ -70,3 +70,17 @@ def test_times_carry_their_utc_offset(client):
     created = client.get("/experiments").json()[0]["created_at"]
     assert created.endswith("Z") or created.endswith("+00:00")
     assert client.get("/experiments/ctr_test").json()["created_at"] == created
+
+
+@freeze_time("2025-12-22 23:50:00")
+def test_probability_best_equals_the_published_probability_with_no_new_data(client):
+    client.post("/data", json=CONTRACT_POST)
+    assert client.post("/recompute").status_code == 200
+    published = client.get("/allocation", params={"experiment_id": "ctr_test"}).json()
+    detail = client.get("/experiments/ctr_test").json()
+    assert [v["probability_best"] for v in detail["variants"]] == [
+        a["probability"] for a in published["allocations"]
+    ]
+    assert detail["winner"]["probability_best"] == max(
+        a["probability"] for a in published["allocations"]
+    )

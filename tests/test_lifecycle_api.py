@@ -1,11 +1,13 @@
 """Settings, archiving and history through the app, with the job run at a fixed `now`."""
 
+from datetime import date
+
 import pytest
 
 from core.db import database
 from core.schema import ExperimentPolicy
 from scheduler.job import run_job
-from tests.conftest import CONTRACT_POST, utc
+from tests.conftest import CONTRACT_POST, run_at, utc
 
 NOW = utc(2025, 12, 22, 23, 50)
 SETTINGS_URL = "/experiments/ctr_test/settings"
@@ -166,9 +168,9 @@ def test_archived_experiment_gets_its_likely_best_arm_and_can_resume(client, set
 
 def test_allocation_on_a_date_is_the_one_in_force_that_day(client, settings):
     setup_contract(client)
-    run_job(utc(2025, 12, 20, 23, 50), settings, "nightly")  # for the 21st
+    run_at(utc(2025, 12, 20, 23, 50), settings)  # for the 21st
     client.put(SETTINGS_URL, json={"min_allocation": 0.2})
-    run_job(utc(2025, 12, 22, 23, 50), settings, "nightly")  # for the 23rd
+    run_at(utc(2025, 12, 22, 23, 50), settings)  # for the 23rd
 
     def on(day):
         return client.get("/allocation", params={"experiment_id": "ctr_test", "date": day})
@@ -177,9 +179,39 @@ def test_allocation_on_a_date_is_the_one_in_force_that_day(client, settings):
     assert on("2025-12-22").json()["date"] == "2025-12-21"  # no run for the 22nd
     assert on("2025-12-23").json()["reason"] == "floor_applied"
     assert on("2026-03-01").json()["date"] == "2025-12-23"
-    assert on("2025-12-20").status_code == 404
+    assert on("2025-12-20").json()["date"] == "2025-12-21"  # served from 23:50 that evening
+    assert on("2025-12-19").status_code == 404
     assert on("2025-13-01").status_code == 422
     assert "date" in on("yesterday").json()["message"]
+
+
+def on_day(client, day):
+    return client.get("/allocation", params={"experiment_id": "ctr_test", "date": day})
+
+
+def test_a_manual_recompute_is_in_the_history_of_the_day_it_was_served(client, settings):
+    setup_contract(client)
+    recompute = run_at(utc(2025, 12, 22, 14, 0), settings, "manual")  # writes the 23rd
+    served = on_day(client, "2025-12-22")
+    assert served.status_code == 200
+    assert served.json()["run_id"] == recompute.run_id
+    assert served.json()["computed_at"] == "2025-12-22T14:00:00Z"
+    assert history(client)[0]["served_from"] == "2025-12-22T14:00:00Z"
+    assert on_day(client, "2025-12-21").status_code == 404  # nothing was served yet
+
+
+def test_a_late_split_is_not_history_before_it_was_published(client, settings):
+    setup_contract(client)
+    run_at(utc(2025, 12, 20, 23, 50), settings)  # for the 21st
+    client.put(SETTINGS_URL, json={"min_allocation": 0.2})
+    # The night of the 21st was missed; its catch-up publishes the 22nd at 08:00 that day.
+    run_at(utc(2025, 12, 22, 8, 0), settings, "catch_up", effective_date=date(2025, 12, 22))
+    assert on_day(client, "2025-12-22").json()["date"] == "2025-12-21"  # at midnight
+    assert on_day(client, "2025-12-23").json()["date"] == "2025-12-22"
+    assert [d["served_from"] for d in history(client)] == [
+        "2025-12-20T23:50:00Z",
+        "2025-12-22T08:00:00Z",
+    ]
 
 
 def test_series_lists_every_day_with_reason_and_trigger(client, settings):
