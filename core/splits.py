@@ -8,12 +8,12 @@ the experiment report.
 
 import json
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import date
 from itertools import groupby
 
 from peewee import JOIN, chunked, fn
 
-from core.db import read_transaction
+from core.db import read_transaction, utc_text
 from core.policy import NOT_COMPUTED, NOT_COMPUTED_TEXT, THOMPSON_TEXT, equal_split
 from core.schema import Allocation, AllocationReason, ArchivedVariant, Experiment, Run, Variant
 
@@ -21,11 +21,6 @@ LOAD_BATCH = 500  # experiments per query when loading bodies
 # Splits published before reasons were stored were all plain Thompson Sampling.
 LEGACY_REASON = {"reason": "thompson", "explanation": THOMPSON_TEXT}
 NOT_COMPUTED_REASON = {"reason": NOT_COMPUTED, "explanation": NOT_COMPUTED_TEXT}
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Stored times are naive UTC; the API says so (RFC 3339 needs the offset)."""
-    return moment.replace(tzinfo=UTC)
 
 
 def dumps(payload: dict) -> bytes:
@@ -47,7 +42,7 @@ def allocation_items(rows: list) -> list[dict]:
 
 def computed_at(first: Allocation) -> str:
     moment = first.run.finished_at if first.run and first.run.finished_at else first.created_at
-    return moment.isoformat() + "Z"
+    return utc_text(moment)
 
 
 def computed_body(name: str, rows: list, reason=None) -> bytes:

@@ -15,9 +15,9 @@ import os
 import socket
 import threading
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from core.db import database, write_transaction
+from core.db import as_utc, database, naive_utc, write_transaction
 from core.schema import Run, utcnow
 
 log = logging.getLogger("bandit.runs")
@@ -38,15 +38,11 @@ def last_scheduled_success() -> datetime | None:
         .order_by(Run.finished_at.desc())
         .scalar()
     )
-    return finished.replace(tzinfo=UTC) if finished else None
+    return as_utc(finished) if finished else None
 
 
 def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def holder_is_gone(holder: str | None) -> bool:
