@@ -2,7 +2,6 @@
 scheduler.job: they open connections and transactions, and hold no SQL of their own."""
 
 import asyncio
-import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -36,7 +35,7 @@ from core.report import experiment_detail, list_experiments
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
 from ingest.metrics import rows_of, submit_rows
-from ingest.validation import DailyMetrics, date_problem
+from ingest.validation import DailyMetrics, date_problem, iso_date
 from scheduler.job import run_job
 from scheduler.runs import last_scheduled_success
 
@@ -101,12 +100,12 @@ async def get_allocation(
 
 
 def parse_day(text: str) -> date:
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise invalid("query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}")
+    day = iso_date(text)
+    if day is None:
+        raise invalid(
+            "query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}"
+        )
+    return day
 
 
 def allocation_on_day(experiment_id: str, day: date) -> bytes:
