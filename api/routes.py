@@ -34,7 +34,7 @@ from core.experiments import (
 from core.report import experiment_detail, list_experiments
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
-from ingest.metrics import rows_of, submit_rows
+from ingest.metrics import queue_rows, rows_of
 from ingest.validation import DailyMetrics, date_problem, iso_date
 from scheduler.job import run_job
 from scheduler.runs import last_scheduled_success
@@ -66,7 +66,7 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
         raise invalid("date", problem)
     # The writer thread stores it (sharing commits under load): no worker thread, no
     # connection per request.
-    result = await asyncio.wrap_future(submit_rows(rows_of(metrics)))
+    result = await asyncio.wrap_future(queue_rows(rows_of(metrics)))
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(

@@ -164,19 +164,20 @@ def replacing(insert):
 
 
 def store_rows(rows: list[MetricRow]) -> StoreResult:
-    """Upsert all rows at once: either every row lands or none does.
+    """Upsert all rows at once and wait for the commit: either every row lands or none does.
 
     Concurrent calls share a commit (ingest/group_commit.py); each is still all or nothing.
     """
-    return submit_rows(rows).result()
+    return queue_rows(rows).result()
 
 
-def submit_rows(rows: list[MetricRow]) -> Future:
+def queue_rows(rows: list[MetricRow]) -> Future:
     """store_rows without waiting: a Future of its StoreResult (for async callers)."""
-    return WRITES.submit(lambda: write_rows(rows))
+    return WRITES.submit(lambda: upsert_in_transaction(rows))
 
 
-def write_rows(rows: list[MetricRow]) -> StoreResult:
+def upsert_in_transaction(rows: list[MetricRow]) -> StoreResult:
+    """The upsert itself, inside the caller's open write transaction (which commits it)."""
     writer = MetricWriter()
     writer.upsert(rows)
     writer.mark_new_for_serving()
