@@ -10,7 +10,7 @@ import functools
 import logging
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 from peewee import DatabaseError, Query, SqliteDatabase, fn
@@ -103,6 +103,14 @@ def prepared(build: Callable[..., Query], *shape) -> str:
     value must be a parameter the caller binds: anything peewee adds on its own (a column
     default, a time) would be frozen at the first call."""
     return build(*shape).sql()[0]
+
+
+def slices(items: list, size: int) -> Iterator[list]:
+    """peewee.chunked for a list, by slicing. chunked pads every group to `size` and strips
+    the padding one item at a time, so each call costs in proportion to `size`: more than
+    the query itself for the few rows of a POST. Use chunked for streams."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def execute_many(query, rows: list[tuple]) -> None:

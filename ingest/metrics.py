@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from peewee import EXCLUDED, chunked
+from peewee import EXCLUDED
 
 from core.changes import mark_changed
-from core.db import bound, database, execute_many, prepared
+from core.db import bound, database, execute_many, prepared, slices
 from core.schema import DailyMetric, Experiment, Variant, utcnow
 from ingest.group_commit import GroupCommit
 
@@ -69,14 +69,14 @@ def variants_of(count: int):
 
 def experiment_ids(names: list[str]) -> dict[str, int]:
     found = {}
-    for batch in chunked(names, LOOKUP_BATCH):
+    for batch in slices(names, LOOKUP_BATCH):
         found.update(database.execute_sql(prepared(experiments_named, len(batch)), batch))
     return found
 
 
 def variant_ids(experiment_pks: list[int]) -> dict[tuple[int, str], int]:
     found = {}
-    for batch in chunked(experiment_pks, LOOKUP_BATCH):
+    for batch in slices(experiment_pks, LOOKUP_BATCH):
         rows = database.execute_sql(prepared(variants_of, len(batch)), batch)
         found.update(((exp_pk, name), pk) for exp_pk, name, pk in rows)
     return found
@@ -119,7 +119,7 @@ class MetricWriter:
         self.resolve(list(dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)))
         now = bound(utcnow())
         days = {day: bound(day) for day in {r.date for r in rows}}
-        for batch in chunked(rows, UPSERT_BATCH):
+        for batch in slices(rows, UPSERT_BATCH):
             values = [self.values(r, days[r.date], now) for r in batch]
             database.cursor().executemany(prepared(upsert_one_row), values)
         self.result.rows += len(rows)
