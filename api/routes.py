@@ -2,7 +2,6 @@
 scheduler.job: they open connections and transactions, and hold no SQL of their own."""
 
 import asyncio
-import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -36,8 +35,8 @@ from core.experiments import (
 from core.report import experiment_detail, list_experiments
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
-from ingest.metrics import rows_of, submit_rows
-from ingest.validation import DailyMetrics, date_problem
+from ingest.metrics import queue_rows, rows_of
+from ingest.validation import DailyMetrics, date_problem, iso_date
 from scheduler.job import run_job
 from scheduler.runs import last_scheduled_success
 
@@ -68,7 +67,7 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
         raise invalid("date", problem)
     # The writer thread stores it (sharing commits under load): no worker thread, no
     # connection per request.
-    result = await asyncio.wrap_future(submit_rows(rows_of(metrics)))
+    result = await asyncio.wrap_future(queue_rows(rows_of(metrics)))
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(
@@ -103,12 +102,12 @@ async def get_allocation(
 
 
 def parse_day(text: str) -> date:
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise invalid("query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}")
+    day = iso_date(text)
+    if day is None:
+        raise invalid(
+            "query.date", f"expected a real calendar date written YYYY-MM-DD, got {text!r}"
+        )
+    return day
 
 
 def allocation_on_day(experiment_id: str, day: date, tz: ZoneInfo) -> bytes:

@@ -141,7 +141,7 @@ def decide(
     """The split for an experiment's day number `day` (1 = its first day with data).
 
     measure_winner=False skips the winner's value-remaining pass (the nightly job does when
-    auto_rollout is off: no rule then needs it, and it costs a tenth of the draws)."""
+    auto_rollout is off: no rule then needs it, and it is a pass over all the draws)."""
     alpha, beta = posterior(
         [a.counted_impressions for a in arms], [a.counted_clicks for a in arms], prior
     )

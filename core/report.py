@@ -13,12 +13,13 @@ from peewee import JOIN, fn
 
 from core.beta import beta_mean, credible_interval
 from core.counts import aggregate_counts
+from core.db import as_utc
 from core.experiments import find_experiment, load_state
 from core.policy import decide_experiment, next_effective_date
 from core.sampling import Prior, WinnerCheck, posterior
 from core.schema import Allocation, DailyMetric, Experiment, Variant
 from core.settings import PolicySettings, Settings
-from core.splits import as_utc, latest_split, publish_times, served_on
+from core.splits import latest_split, publish_times, served_on
 from core.srm import SRM_ALPHA, SrmResult, clicks_gained, sample_ratio
 
 

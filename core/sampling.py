@@ -62,9 +62,9 @@ def win_counts(draws: np.ndarray) -> np.ndarray:
     """How many rows of a samples x arms array each arm holds the largest value in, the
     first arm winning a tie: np.bincount(draws.argmax(axis=1)), the same counts.
 
-    argmax along a short row pays numpy's per-row overhead (about 60 us for 10,000 x 3,
-    a twentieth of drawing them); for a few arms, comparing whole columns is 2 to 8 times
-    cheaper. Beta draws practically never tie; when two do, argmax settles the counts.
+    argmax along a short row pays numpy's overhead once per row; for a few arms, comparing
+    whole columns pays it once per arm. Beta draws practically never tie; when two do,
+    argmax settles the counts.
     """
     samples, arms = draws.shape
     if arms == 1:
@@ -84,9 +84,9 @@ def win_counts(draws: np.ndarray) -> np.ndarray:
 
 
 def row_max(draws: np.ndarray) -> np.ndarray:
-    """draws.max(axis=1), column by column: the same values, about 15 times faster for a
-    few arms, because numpy reduces along a short contiguous axis slowly (the nightly job
-    does this for every experiment)."""
+    """draws.max(axis=1), column by column: the same values, faster for a few arms,
+    because numpy reduces along a short contiguous axis slowly (the nightly job does this
+    for every experiment)."""
     best = draws[:, 0].copy()
     for arm in range(1, draws.shape[1]):
         np.maximum(best, draws[:, arm], out=best)
@@ -95,7 +95,7 @@ def row_max(draws: np.ndarray) -> np.ndarray:
 
 def percentile(values: np.ndarray, q: float) -> float:
     """np.percentile(values, q) of a 1-d float array (its default linear method), bit for
-    bit, without its generic machinery: a fifth of the cost of the draws otherwise."""
+    bit, without its generic machinery, which costs more than the one partition it needs."""
     virtual = (len(values) - 1) * (q / 100)
     low = math.floor(virtual)
     if low + 1 >= len(values):

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import JOIN, chunked, fn
 
-from core.db import read_transaction
+from core.db import as_utc, read_transaction, utc_text
 from core.policy import NOT_COMPUTED, NOT_COMPUTED_TEXT, THOMPSON_TEXT, equal_split
 from core.schema import Allocation, AllocationReason, ArchivedVariant, Experiment, Run, Variant
 
@@ -27,11 +27,6 @@ LOAD_BATCH = 500  # experiments per query when loading bodies
 # Splits published before reasons were stored were all plain Thompson Sampling.
 LEGACY_REASON = {"reason": "thompson", "explanation": THOMPSON_TEXT}
 NOT_COMPUTED_REASON = {"reason": NOT_COMPUTED, "explanation": NOT_COMPUTED_TEXT}
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Stored times are naive UTC; the API says so (RFC 3339 needs the offset)."""
-    return moment.replace(tzinfo=UTC)
 
 
 def dumps(payload: dict) -> bytes:
@@ -58,7 +53,7 @@ def published_at(first: Allocation) -> datetime:
 
 
 def computed_at(first: Allocation) -> str:
-    return published_at(first).isoformat() + "Z"
+    return utc_text(published_at(first))
 
 
 def computed_body(name: str, rows: list, reason=None) -> bytes:

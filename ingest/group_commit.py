@@ -43,9 +43,6 @@ class GroupCommit:
         self._ensure_thread()
         return future
 
-    def run(self, work: Callable[[], Any]):
-        return self.submit(work).result()
-
     def _ensure_thread(self) -> None:
         with self._start_lock:
             if self._thread is None:

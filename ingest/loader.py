@@ -6,9 +6,7 @@ bad the file is reported by line number and nothing is written. Otherwise all ro
 upserted from that table in one transaction.
 """
 
-import contextlib
 import csv
-import gc
 import json
 import sys
 from collections.abc import Iterator
@@ -29,6 +27,16 @@ COLUMN_SET = set(COLUMNS)
 COUNT_COLUMNS = frozenset({"impressions", "clicks"})
 
 
+class Problem(str):
+    """Why a line holds no record at all (a JSON line may hold a plain string)."""
+
+
+# What records() yields per line, with its number: Cells, a Problem, or any other value
+# for the model to judge (a dict of the fields, for a good line).
+Cells = tuple  # a CSV row's five text cells, in COLUMNS order
+Record = tuple[int, object]
+
+
 class MetricRecord(VariantCounts):
     experiment_id: Identifier
     date: IsoDate
@@ -40,17 +48,15 @@ class LoadReport:
     stored: StoreResult | None = None
 
 
-def csv_records(path: Path) -> Iterator[tuple[int, object]]:
-    """(line, record) per data row: a tuple of the five cells' text in COLUMNS order when
-    the row has exactly the header's five cells, else the dict csv.DictReader would give
-    with the counts as ints (pydantic names the fault). Only this yields tuples.
-    """
+def csv_records(path: Path) -> Iterator[Record]:
+    """Cells when the row has exactly the header's five cells, else the dict
+    csv.DictReader would give, with the counts as ints (pydantic names the fault)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         missing = [c for c in COLUMNS if c not in header]
         if missing:
-            yield 1, f"header is missing column(s): {', '.join(missing)}"
+            yield 1, Problem(f"header is missing column(s): {', '.join(missing)}")
             return
         plain = len(set(header)) == len(header) == 5
         in_order = itemgetter(*[header.index(c) for c in COLUMNS]) if plain else None
@@ -76,7 +82,7 @@ def counts_as_ints(record: dict) -> dict:
     return {k: as_int(v) if k in COUNT_COLUMNS else v for k, v in record.items()}
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
+def jsonl_records(path: Path) -> Iterator[Record]:
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -84,10 +90,10 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as e:
-                yield number, f"not valid JSON: {e.msg}"
+                yield number, Problem(f"not valid JSON: {e.msg}")
 
 
-def records(path: Path) -> Iterator[tuple[int, object]]:
+def records(path: Path) -> Iterator[Record]:
     return csv_records(path) if path.suffix.lower() == ".csv" else jsonl_records(path)
 
 
@@ -98,8 +104,10 @@ def describe(error: dict) -> str:
 
 
 def check_record(record, today: date) -> tuple[MetricRow | None, str | None]:
-    if isinstance(record, str):
-        return None, record
+    if type(record) is Problem:
+        return None, str(record)
+    if type(record) is Cells:  # as the model sees CSV text cells: with the counts as ints
+        record = counts_as_ints(dict(zip(COLUMNS, record, strict=True)))
     try:
         r = MetricRecord.model_validate(record)
     except ValidationError as e:
@@ -111,18 +119,11 @@ def check_record(record, today: date) -> tuple[MetricRow | None, str | None]:
 
 
 def quick_row(quick: QuickCheck, record) -> MetricRow | None:
-    if type(record) is tuple:
+    if type(record) is Cells:
         return quick.accept_text(*record)
     if type(record) is dict and record.keys() == COLUMN_SET:
         return quick.accept(*(record[c] for c in COLUMNS))
     return None
-
-
-def as_record(record):
-    """The record as the model sees it: CSV text cells, with the counts as ints."""
-    if type(record) is tuple:
-        return counts_as_ints(dict(zip(COLUMNS, record, strict=True)))
-    return record
 
 
 def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
@@ -136,7 +137,7 @@ def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
     for line, record in records(path):
         row = quick_row(quick, record)
         if row is None:
-            row, problem = check_record(as_record(record), today)
+            row, problem = check_record(record, today)
             if problem:
                 problems.append((line, problem))
                 continue
@@ -147,28 +148,11 @@ def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
 
 
 def load_file(path: Path, today: date) -> LoadReport:
-    with collector_paused(), Staging() as staging:
+    with Staging() as staging:
         report = LoadReport(errors=validate_file(path, today, staging))
         if not report.errors:
             report.stored = staging.store()
     return report
-
-
-@contextlib.contextmanager
-def collector_paused():
-    """A load makes millions of tuples, which sets off the cyclic garbage collector again
-    and again. When the loader kept every row, each pass walked all the rows kept so far
-    (half the time of a large load); now that rows are staged a batch at a time the passes
-    are short (a million rows measured the same with and without the pause), but a file
-    of bad rows still keeps a message per row. Nothing here makes reference cycles, so the
-    collector can wait until the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def print_report(path: Path, report: LoadReport, limit: int = 50) -> None:

@@ -7,7 +7,6 @@ than SQL built per row; a bulk load's rows, staged in a table (ingest/staging.py
 through one INSERT ... SELECT.
 """
 
-import functools
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,7 +15,7 @@ from typing import NamedTuple
 from peewee import EXCLUDED
 
 from core.changes import mark_changed
-from core.db import bound, database, execute_many
+from core.db import bound, database, execute_many, prepared, slices
 from core.schema import DailyMetric, Experiment, Variant, utcnow
 from ingest.group_commit import GroupCommit
 
@@ -56,37 +55,29 @@ def rows_of(batch) -> list[MetricRow]:
     ]
 
 
-def in_batches(items: list, size: int = LOOKUP_BATCH):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def experiments_named(count: int):
+    return Experiment.select(Experiment.name, Experiment.id).where(
+        Experiment.name.in_([""] * count)
+    )
 
 
-@functools.cache
-def select_sql(kind: str, count: int) -> str:
-    """Peewee's SQL for an id lookup of `count` keys, built once per size: building it costs
-    more than running it, and POST /data runs these on every request."""
-    if kind == "experiments":
-        query = Experiment.select(Experiment.name, Experiment.id).where(
-            Experiment.name.in_([""] * count)
-        )
-    else:
-        query = Variant.select(Variant.experiment, Variant.name, Variant.id).where(
-            Variant.experiment.in_([0] * count)
-        )
-    return query.sql()[0]
+def variants_of(count: int):
+    return Variant.select(Variant.experiment, Variant.name, Variant.id).where(
+        Variant.experiment.in_([0] * count)
+    )
 
 
 def experiment_ids(names: list[str]) -> dict[str, int]:
     found = {}
-    for batch in in_batches(names):
-        found.update(database.execute_sql(select_sql("experiments", len(batch)), batch))
+    for batch in slices(names, LOOKUP_BATCH):
+        found.update(database.execute_sql(prepared(experiments_named, len(batch)), batch))
     return found
 
 
 def variant_ids(experiment_pks: list[int]) -> dict[tuple[int, str], int]:
     found = {}
-    for batch in in_batches(experiment_pks):
-        rows = database.execute_sql(select_sql("variants", len(batch)), batch)
+    for batch in slices(experiment_pks, LOOKUP_BATCH):
+        rows = database.execute_sql(prepared(variants_of, len(batch)), batch)
         found.update(((exp_pk, name), pk) for exp_pk, name, pk in rows)
     return found
 
@@ -128,9 +119,9 @@ class MetricWriter:
         self.resolve(list(dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)))
         now = bound(utcnow())
         days = {day: bound(day) for day in {r.date for r in rows}}
-        for batch in in_batches(rows, UPSERT_BATCH):
+        for batch in slices(rows, UPSERT_BATCH):
             values = [self.values(r, days[r.date], now) for r in batch]
-            database.cursor().executemany(upsert_sql(), values)
+            database.cursor().executemany(prepared(upsert_one_row), values)
         self.result.rows += len(rows)
 
     def upsert_selected(self, pairs: list[tuple[str, str]], select) -> None:
@@ -153,11 +144,10 @@ class MetricWriter:
         mark_changed(sorted(changed))
 
 
-@functools.cache
-def upsert_sql() -> str:
-    """The one-row upsert, built by peewee once; every field is given, so no other values."""
+def upsert_one_row():
+    """Every field is given, so peewee adds no values of its own."""
     placeholder = (0, 0, date(2000, 1, 1), 0, 0, datetime(2000, 1, 1))
-    return replacing(DailyMetric.insert_many([placeholder], fields=UPSERT_FIELDS)).sql()[0]
+    return replacing(DailyMetric.insert_many([placeholder], fields=UPSERT_FIELDS))
 
 
 def replacing(insert):
@@ -174,19 +164,20 @@ def replacing(insert):
 
 
 def store_rows(rows: list[MetricRow]) -> StoreResult:
-    """Upsert all rows at once: either every row lands or none does.
+    """Upsert all rows at once and wait for the commit: either every row lands or none does.
 
     Concurrent calls share a commit (ingest/group_commit.py); each is still all or nothing.
     """
-    return submit_rows(rows).result()
+    return queue_rows(rows).result()
 
 
-def submit_rows(rows: list[MetricRow]) -> Future:
+def queue_rows(rows: list[MetricRow]) -> Future:
     """store_rows without waiting: a Future of its StoreResult (for async callers)."""
-    return WRITES.submit(lambda: write_rows(rows))
+    return WRITES.submit(lambda: upsert_in_transaction(rows))
 
 
-def write_rows(rows: list[MetricRow]) -> StoreResult:
+def upsert_in_transaction(rows: list[MetricRow]) -> StoreResult:
+    """The upsert itself, inside the caller's open write transaction (which commits it)."""
     writer = MetricWriter()
     writer.upsert(rows)
     writer.mark_new_for_serving()

@@ -12,10 +12,9 @@ import re
 from datetime import date
 
 from ingest.metrics import MetricRow
-from ingest.validation import ID_PATTERN, MAX_COUNT, date_problem
+from ingest.validation import ID_PATTERN, MAX_COUNT, date_problem, iso_date
 
 new_row = MetricRow._make  # looked up once, not per row
-DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ID_TEXT = re.compile(ID_PATTERN)
 
 
@@ -73,11 +72,8 @@ class QuickCheck:
         return False
 
     def learn_date(self, value) -> date | None:
-        if type(value) is not str or not DATE_TEXT.fullmatch(value):
-            return None
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
+        day = iso_date(value)
+        if day is None:
             return None
         self.dates[value] = None if date_problem(day, self.today) else day
         return self.dates[value]

@@ -1,11 +1,11 @@
 """Where a bulk load's valid rows wait for the write transaction: a temporary table.
 
 A load is all or nothing, so no row is written before the whole file has been checked.
-Keeping every row in Python until then took 454 MB for a million rows; instead the loader
-adds each valid row here, and every BATCH_SIZE rows the batch goes to a TEMP table on the
-loader's own connection. SQLite keeps that table in a temporary file (with its default
-temp_store) behind a page cache of its own (2 MB by default), so the loader holds at most
-one batch of rows however long the file (the file takes about 85 bytes of disk a row).
+Keeping every row in Python until then would make memory grow with the file; instead the
+loader adds each valid row here, and every BATCH_SIZE rows the batch goes to a TEMP table
+on the loader's own connection. SQLite keeps that table in a temporary file (with its
+default temp_store) behind a small page cache of its own, so the loader holds at most one
+batch of rows however long the file.
 The table's unique key finds a row that repeats the (experiment, date, variant) of an
 earlier row as it arrives, which a dict of every key seen would again hold in memory.
 Once the file is valid, `store` copies the table into daily_metric with one INSERT ...
@@ -15,12 +15,11 @@ A TEMP table belongs to one connection: stage and store on the same thread and
 connection, not through the group-commit writer thread (ingest/group_commit.py).
 """
 
-import functools
 from datetime import date
 
 from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
 
-from core.db import bound, database, drop_temporary_tables, write_transaction
+from core.db import bound, database, drop_temporary_tables, prepared, write_transaction
 from core.schema import Experiment, Variant, utcnow
 from ingest.metrics import MetricRow, MetricWriter, StoreResult
 
@@ -72,7 +71,7 @@ class Staging:
         if not self.batch:
             return
         with database.atomic():  # one transaction per batch, not one per row
-            database.cursor().executemany(insert_sql(), self.batch)
+            database.cursor().executemany(prepared(insert_one_row), self.batch)
         # Counted, not taken from the cursor: executemany's rowcount differs by driver.
         if staged_since(self.batch[0][0]) < len(self.batch):
             self.duplicates += duplicates_in(self.batch)
@@ -89,23 +88,20 @@ class Staging:
         return writer.result
 
 
-@functools.cache
-def insert_sql() -> str:
-    """The one-row insert that skips a row whose key is staged already, built once; its
-    values in the order of the fields (as `add` makes them)."""
+def insert_one_row():
+    """The one-row insert that skips a row whose key is staged already; its values in the
+    order of the fields (as `add` makes them)."""
     fields = StagedMetric._meta.sorted_fields
     insert = StagedMetric.insert_many([(0,) * len(fields)], fields=fields)
-    return insert.on_conflict_ignore().sql()[0]
+    return insert.on_conflict_ignore()
 
 
-@functools.cache
-def first_line_sql() -> str:
-    """The line of the staged row with a given key, built once: a file can have many."""
+def first_line_of_key():
+    """The line of the staged row with a given (experiment, variant, date)."""
     staged = StagedMetric
-    query = staged.select(staged.line).where(
+    return staged.select(staged.line).where(
         (staged.experiment_id == "") & (staged.variant_id == "") & (staged.date == "")
     )
-    return query.sql()[0]
 
 
 def staged_since(line: int) -> int:
@@ -123,7 +119,7 @@ def duplicates_in(batch: list[tuple]) -> list[tuple[int, str]]:
     for line, experiment_id, day, variant_id, _, _ in batch:
         if line not in kept:
             key = (experiment_id, variant_id, day)
-            (first,) = database.execute_sql(first_line_sql(), key).fetchone()
+            (first,) = database.execute_sql(prepared(first_line_of_key), key).fetchone()
             found.append(
                 (line, f"duplicate of line {first} for {experiment_id}/{day}/{variant_id}")
             )

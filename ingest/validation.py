@@ -28,11 +28,25 @@ Identifier = Annotated[
 Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
 
 
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the one date format we accept
+
+
+def iso_date(text) -> date | None:
+    """The calendar date that YYYY-MM-DD text names, or None (another shape, no such day)."""
+    if type(text) is not str or not DATE_TEXT.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def iso_date_text(value):
-    """Accept only YYYY-MM-DD text (pydantic alone would also take a Unix timestamp)."""
+    """Accept only YYYY-MM-DD text (pydantic alone would also take a Unix timestamp); a
+    text of that shape goes on to pydantic, whose message names what is wrong with it."""
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not isinstance(value, str) or not DATE_TEXT.fullmatch(value):
         raise ValueError(f"expected a date written YYYY-MM-DD, got {value!r}")
     return value
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
-from core.db import database, write_transaction
+from core.db import as_utc, database, naive_utc, write_transaction
 from core.schema import Run
 
 Clock = Callable[[], datetime]  # returns an aware time
@@ -62,18 +62,11 @@ def last_scheduled_success() -> datetime | None:
         .order_by(Run.started_at.desc())
         .scalar()
     )
-    return started.replace(tzinfo=UTC) if started else None
+    return as_utc(started) if started else None
 
 
 def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """How rows store a time. A naive time is refused: astimezone would read it as local."""
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment} has no time zone; pass an aware time")
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def holder_is_gone(holder: str | None) -> bool:

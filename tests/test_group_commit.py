@@ -10,7 +10,7 @@ from core.db import write_transaction
 from core.schema import DailyMetric, Experiment
 from ingest import group_commit
 from ingest.group_commit import GroupCommit
-from ingest.metrics import MetricRow, store_rows, write_rows
+from ingest.metrics import MetricRow, store_rows, upsert_in_transaction
 
 DAY = date(2025, 12, 22)
 
@@ -48,10 +48,10 @@ def test_a_failing_write_rolls_back_alone(db):
     release = blocked_writer(writes)
 
     def half_then_fail():
-        write_rows(rows("broken"))
+        upsert_in_transaction(rows("broken"))
         raise ValueError("bad write")
 
-    good = writes.submit(lambda: write_rows(rows("good")))
+    good = writes.submit(lambda: upsert_in_transaction(rows("good")))
     bad = writes.submit(half_then_fail)
     release.set()
     assert good.result(5).rows == 2
@@ -72,7 +72,7 @@ def test_a_failed_commit_fails_every_write_in_the_group(db, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(group_commit, "write_transaction", failing_commit)
-    futures = [writes.submit(lambda i=i: write_rows(rows(f"e{i}"))) for i in range(3)]
+    futures = [writes.submit(lambda i=i: upsert_in_transaction(rows(f"e{i}"))) for i in range(3)]
     release.set()
     for future in futures:
         with pytest.raises(OSError, match="disk full"):
@@ -86,9 +86,9 @@ def test_a_cancelled_request_does_not_fail_the_others_in_its_group(db):
     # writes queued beside it still commit and get their own results.
     writes = GroupCommit()
     release = blocked_writer(writes)
-    first = writes.submit(lambda: write_rows(rows("e1")))
-    second = writes.submit(lambda: write_rows(rows("e2")))
-    third = writes.submit(lambda: write_rows(rows("e3")))
+    first = writes.submit(lambda: upsert_in_transaction(rows("e1")))
+    second = writes.submit(lambda: upsert_in_transaction(rows("e2")))
+    third = writes.submit(lambda: upsert_in_transaction(rows("e3")))
     assert first.cancel()
     release.set()
     assert second.result(5).rows == 2

@@ -143,4 +143,10 @@ def test_json_lines_are_judged_the_same_with_and_without_the_quick_check(db, tmp
 def test_quick_check_never_accepts_what_the_model_rejects(row):
     accepted = QuickCheck(TODAY).accept_text(*row)
     if accepted is not None:
-        assert loader.check_record(loader.as_record(row), TODAY) == (accepted, None)
+        assert loader.check_record(row, TODAY) == (accepted, None)
+
+
+def test_a_json_line_holding_a_string_is_reported_as_no_object_not_echoed(db, tmp_path):
+    path = write(tmp_path, "m.jsonl", json.dumps("all rows are fine") + "\n")
+    errors = judge(path).errors
+    assert errors == ["line 1: Input should be a valid dictionary or instance of MetricRecord"]
