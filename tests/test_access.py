@@ -10,9 +10,8 @@ from api.app import create_app
 from api.middleware import AccessPolicy, authorized, bearer_token
 from core.secrets import ApiKeys
 from core.settings import SettingsError
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST, KEY
 
-KEY = "test-key-0123456789"
 GOOD = {"Authorization": f"Bearer {KEY}"}
 
 

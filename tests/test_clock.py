@@ -7,9 +7,9 @@ import pytest
 from freezegun import freeze_time
 
 from core.schema import Run
-from ingest.metrics import MetricRow, store_rows
 from scheduler.clock import build_scheduler, catch_up, last_fire_time, missed_run
-from tests.conftest import utc
+from tests.helpers import load_contract as seed_data
+from tests.helpers import utc
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -44,15 +44,6 @@ def test_missed_run_when_nothing_ran_since_the_last_fire():
 def test_no_missed_run_when_the_last_fire_succeeded():
     assert (
         missed_run(utc(2025, 12, 22, 23, 50, 1), utc(2025, 12, 23, 9, 0), 23, 50, UTC_ZONE) is None
-    )
-
-
-def seed_data():
-    store_rows(
-        [
-            MetricRow("ctr_test", date(2025, 12, 22), "control", 1000, 50),
-            MetricRow("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
-        ]
     )
 
 

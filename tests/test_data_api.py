@@ -5,29 +5,7 @@ import copy
 import pytest
 from freezegun import freeze_time
 
-from core.db import database
-from core.schema import DailyMetric, Experiment, Variant
-from tests.conftest import CONTRACT_POST
-
-
-def stored_counts(experiment="ctr_test"):
-    with database.connection_context():
-        rows = (
-            DailyMetric.select(
-                DailyMetric.date, Variant.name, DailyMetric.impressions, DailyMetric.clicks
-            )
-            .join(Variant)
-            .join_from(DailyMetric, Experiment)
-            .where(Experiment.name == experiment)
-            .order_by(DailyMetric.date, Variant.id)
-            .tuples()
-        )
-        return [(str(d), v, i, c) for d, v, i, c in rows]
-
-
-def row_count():
-    with database.connection_context():
-        return DailyMetric.select().count(), Experiment.select().count(), Variant.select().count()
+from tests.helpers import CONTRACT_POST, body, row_count, stored_counts, variant
 
 
 def test_contract_post_is_stored(client):
@@ -90,19 +68,6 @@ def test_days_are_kept_apart(client):
     client.post("/data", json=CONTRACT_POST)
     client.post("/data", json={**CONTRACT_POST, "date": "2025-12-21"})
     assert len(stored_counts()) == 4
-
-
-def variant(**overrides):
-    return {"variant_id": "control", "impressions": 100, "clicks": 5, **overrides}
-
-
-def body(**overrides):
-    return {
-        "experiment_id": "ctr_test",
-        "date": "2025-12-22",
-        "variants": [variant(), variant(variant_id="b")],
-        **overrides,
-    }
 
 
 BAD_BODIES = {

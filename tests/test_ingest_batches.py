@@ -15,7 +15,7 @@ from core.schema import Variant
 from ingest import staging
 from ingest.__main__ import main
 from ingest.metrics import MetricRow
-from tests.test_data_api import stored_counts
+from tests.helpers import stored_counts
 
 HEADER = "experiment_id,date,variant_id,impressions,clicks\n"
 BATCH = 7
@@ -23,10 +23,9 @@ FIRST_DAY = date(2025, 1, 1)
 
 
 @pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
+def env(database_env, monkeypatch):
     monkeypatch.setattr(staging, "BATCH_SIZE", BATCH)
-    return settings
+    return database_env
 
 
 def good_rows(count: int) -> list[str]:

@@ -6,31 +6,10 @@ import pytest
 
 from core.counts import aggregate_counts
 from core.policy import next_effective_date
-from core.schema import Allocation, Experiment, Run, Variant
-from ingest.metrics import MetricRow, store_rows
+from core.schema import Allocation, Run
 from scheduler import job
 from scheduler.job import run_job
-from tests.conftest import utc
-
-NOW = utc(2025, 12, 22, 23, 50)
-
-
-def load(*rows):
-    store_rows([MetricRow(*row) for row in rows])
-
-
-def allocations(experiment="ctr_test"):
-    rows = (
-        Allocation.select(
-            Variant.name, Allocation.percentage, Allocation.probability, Allocation.effective_date
-        )
-        .join(Variant)
-        .join_from(Allocation, Experiment)
-        .where(Experiment.name == experiment)
-        .order_by(Allocation.effective_date, Allocation.variant)
-        .tuples()
-    )
-    return [(v, pct, p, str(d)) for v, pct, p, d in rows]
+from tests.helpers import NOW, allocations, load, utc
 
 
 def test_aggregation_sums_every_day_per_variant(db):

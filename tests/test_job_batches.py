@@ -6,6 +6,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+from peewee import chunked
 
 from core.counts import aggregate_counts
 from core.sampling import percentile, row_max
@@ -13,12 +14,8 @@ from core.schema import Allocation
 from ingest.metrics import MetricRow, store_rows
 from scheduler import job
 from scheduler.aggregate import totals_in_chunks
-from peewee import chunked
-
 from scheduler.pool import in_order, spill, unspill
-from tests.conftest import utc
-
-NOW = utc(2025, 12, 22, 23, 50)
+from tests.helpers import NOW
 
 
 def load_experiments(count: int) -> None:

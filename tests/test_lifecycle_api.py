@@ -5,9 +5,8 @@ import pytest
 from core.db import database
 from core.schema import ExperimentPolicy
 from scheduler.job import run_job
-from tests.conftest import CONTRACT_POST, utc
+from tests.helpers import CONTRACT_POST, NOW, utc
 
-NOW = utc(2025, 12, 22, 23, 50)
 SETTINGS_URL = "/experiments/ctr_test/settings"
 
 

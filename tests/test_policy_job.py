@@ -12,15 +12,10 @@ from core.experiments import save_overrides
 from core.migrations import MIGRATIONS, open_database
 from core.policy import day_number
 from core.schema import AllocationReason, Experiment, SchemaVersion
-from ingest.metrics import MetricRow, store_rows
 from scheduler.job import run_job
-from tests.conftest import utc
+from tests.helpers import load, utc
 
 AS_OF = date(2025, 12, 22)
-
-
-def load(*rows):
-    store_rows([MetricRow(*row) for row in rows])
 
 
 def counted(experiment="e1", defaults=None):

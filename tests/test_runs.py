@@ -14,17 +14,9 @@ from core.migrations import MIGRATIONS, add_run_lease, migrate
 from core.schema import Allocation, Run, SchemaVersion, utcnow
 from scheduler import clock
 from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, start_run
-from tests.conftest import utc
-from tests.test_job import NOW, allocations, load
-
-FIRE = utc(2025, 12, 22, 23, 50)
-
-
-def seed():
-    load(
-        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
-        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
-    )
+from tests.helpers import NOW, allocations, load
+from tests.helpers import NOW as FIRE
+from tests.helpers import load_contract as seed
 
 
 def running_row(lease_until, scheduled_for=None):

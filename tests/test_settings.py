@@ -2,13 +2,12 @@
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from core.settings import DEFAULT_CONFIG, SettingsError, all_keys, load_settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = {
     str: "other",
     int: "7",

@@ -6,7 +6,7 @@ import pytest
 
 from core.srm import chi_square_sf, clicks_gained, sample_ratio
 from scheduler.job import run_job
-from tests.conftest import utc
+from tests.helpers import utc
 
 
 @pytest.mark.parametrize(
