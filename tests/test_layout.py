@@ -39,7 +39,7 @@ def absolute(node: ast.ImportFrom, importer: str) -> str:
     if not node.level:
         return node.module
     package = importer.split(".")
-    if not path_of(importer).name == "__init__.py":
+    if path_of(importer).name != "__init__.py":
         package = package[:-1]
     package = package[: len(package) - node.level + 1]
     return ".".join([*package, node.module] if node.module else package)
