@@ -2,6 +2,8 @@
 
 import json
 
+from freezegun import freeze_time
+
 from core.db import database
 from core.schema import DailyMetric
 from ingest.__main__ import main
@@ -107,3 +109,17 @@ def test_all_digit_ids_load_from_csv_as_they_do_through_post(database_env, tmp_p
     path.write_text(HEADER + "123,2025-12-22,7,1000,50\n")
     assert main([str(path)]) == 0
     assert stored_counts("123") == [("2025-12-22", "7", 1000, 50)]
+
+
+@freeze_time("2025-12-22 12:00:00")
+def test_dates_from_2000_01_01_to_tomorrow_load_and_no_others(database_env, tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "e,2000-01-01,a,10,1\ne,2025-12-23,a,10,1\n")
+    assert main([str(good)]) == 0
+    assert [day for day, *_ in stored_counts("e")] == ["2000-01-01", "2025-12-23"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "e,1999-12-31,a,10,1\ne,2025-12-24,a,10,1\n")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "line 2: date: date 1999-12-31 is before 2000-01-01" in err
+    assert "line 3: date: date 2025-12-24 is more than one day after today (2025-12-22)" in err

@@ -67,6 +67,22 @@ def test_first_date_is_the_experiments_first_day_of_data(db):
     assert aggregate_counts("e1", as_of=AS_OF)[0].arms[0].first_date == date(2025, 12, 10)
 
 
+@pytest.mark.parametrize(
+    "effective_date,reason", [(date(2025, 12, 22), "exploration"), (date(2025, 12, 23), "thompson")]
+)
+def test_exploration_days_count_from_the_first_day_of_data(db, settings, effective_date, reason):
+    # Data from the 20th: the 22nd is day 3 of 3 days of exploration, the 23rd day 4.
+    load(
+        *[("e1", date(2025, 12, d), v, 1000, 50 + 20 * (v == "b")) for d in (20, 21) for v in "ab"]
+    )
+    run_job(
+        utc(2025, 12, 22, 23, 50),
+        with_policy(settings, exploration_days=3),
+        effective_date=effective_date,
+    )
+    assert AllocationReason.get().reason == reason
+
+
 def test_weighted_aggregation_is_still_one_query(db, monkeypatch):
     load(*[(f"e{i}", date(2025, 12, 21), v, 100, 5) for i in range(10) for v in "ab"])
     executed = []
