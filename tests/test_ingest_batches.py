@@ -9,6 +9,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
+from peewee import OperationalError
 
 from core.db import database
 from core.schema import Variant
@@ -132,8 +133,6 @@ def test_a_file_with_only_a_header_loads_no_rows(env, tmp_path, capsys):
 
 
 def test_a_cleanup_failure_after_the_commit_does_not_fail_the_load(env, tmp_path, monkeypatch):
-    from peewee import OperationalError
-
     def fail(**kwargs):
         raise OperationalError("disk I/O error")
 
