@@ -6,10 +6,9 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from peewee import OperationalError
 from starlette.exceptions import HTTPException
 
-from core.db import is_busy
+from core.db import OperationalError, is_busy
 from core.experiments import InvalidChange, UnknownExperiment
 
 log = logging.getLogger("bandit.api")

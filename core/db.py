@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 from peewee import DatabaseError, Query, SqliteDatabase, fn
+from peewee import OperationalError as OperationalError  # re-exported: api handles it
 
 from core.settings import DatabaseSettings
 

@@ -1,42 +1,20 @@
 import dataclasses
-from datetime import UTC, datetime
+import os
 
 import pytest
 from fastapi.testclient import TestClient
-from freezegun import freeze_time
 
 from api.app import create_app
 from core.db import database
 from core.migrations import open_database
 from core.settings import load_settings
-from scheduler.job import run_job
 from tests.processes import Processes
-
-CONTRACT_POST = {
-    "experiment_id": "ctr_test",
-    "date": "2025-12-22",
-    "variants": [
-        {"variant_id": "control", "impressions": 1000, "clicks": 50},
-        {"variant_id": "variant", "impressions": 1000, "clicks": 70},
-    ],
-}
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def run_at(now: datetime, settings, trigger: str = "nightly", **kwargs):
-    """run_job with the clock at `now` too, so the publish time stamped on its rows (when
-    routers were first served the split) agrees with it."""
-    with freeze_time(now):
-        return run_job(now, settings, trigger, **kwargs)
 
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
     """Default settings on a fresh temporary SQLite file (never :memory:)."""
-    for name in [n for n in __import__("os").environ if n.startswith("BANDIT_")]:
+    for name in [n for n in os.environ if n.startswith("BANDIT_")]:
         monkeypatch.delenv(name)
     base = load_settings({})
     database_settings = dataclasses.replace(base.database, path=str(tmp_path / "bandit.db"))
@@ -55,6 +33,14 @@ def db(settings):
 def client(settings):
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def database_env(settings, monkeypatch):
+    """The settings, with BANDIT_DATABASE_PATH pointing at their database: for the command
+    line entry points, which read their settings from the environment."""
+    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
+    return settings
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 HOST = "127.0.0.1"
 
 

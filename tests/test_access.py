@@ -6,13 +6,13 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from api.__main__ import check_access
 from api.app import create_app
 from api.middleware import AccessPolicy, authorized, bearer_token
 from core.secrets import ApiKeys
 from core.settings import SettingsError
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST, KEY
 
-KEY = "test-key-0123456789"
 GOOD = {"Authorization": f"Bearer {KEY}"}
 
 
@@ -152,8 +152,6 @@ def test_authorized_is_a_pure_function_any_fast_path_can_call():
 
 
 def test_python_m_api_exits_2_when_reads_need_keys_that_are_not_set(settings, capsys):
-    from api.__main__ import check_access
-
     auth = dataclasses.replace(settings.auth, require_key_for_reads=True)
     with pytest.raises(SystemExit) as stopped:
         check_access(dataclasses.replace(settings, auth=auth))

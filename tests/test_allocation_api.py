@@ -8,7 +8,7 @@ from freezegun import freeze_time
 from core.db import database
 from core.schema import Run
 from scheduler.job import run_job
-from tests.conftest import CONTRACT_POST, utc
+from tests.helpers import CONTRACT_POST, utc
 
 
 def allocation(client, experiment_id="ctr_test"):

@@ -14,8 +14,7 @@ import pytest
 from core.backup import BackupError, backup_database
 from core.db import database
 from ingest.metrics import MetricRow, store_rows
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def write_day(day: int) -> None:

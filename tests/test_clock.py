@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.schema import Run
-from ingest.metrics import MetricRow, store_rows
 from scheduler.clock import (
     build_scheduler,
     catch_up,
@@ -17,7 +16,8 @@ from scheduler.clock import (
     missed_run,
     nightly,
 )
-from tests.conftest import utc
+from tests.helpers import load_contract as seed_data
+from tests.helpers import utc
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -57,15 +57,6 @@ def test_no_missed_run_when_the_last_fire_succeeded():
 
 FIRE = utc(2025, 12, 22, 23, 50)  # the default schedule's fire time on the 22nd
 MORNING = utc(2025, 12, 23, 9, 0)  # the clock starts here; the last fire time is FIRE
-
-
-def seed_data():
-    store_rows(
-        [
-            MetricRow("ctr_test", date(2025, 12, 22), "control", 1000, 50),
-            MetricRow("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
-        ]
-    )
 
 
 def naive(moment: datetime) -> datetime:

@@ -1,33 +1,17 @@
 """POST /data: the public contract, upsert semantics, and bad input that changes nothing."""
 
 import copy
+import dataclasses
+import sqlite3
+from datetime import date
 
 import pytest
+from fastapi.testclient import TestClient
 from freezegun import freeze_time
 
-from core.db import database
-from core.schema import DailyMetric, Experiment, Variant
-from tests.conftest import CONTRACT_POST
-
-
-def stored_counts(experiment="ctr_test"):
-    with database.connection_context():
-        rows = (
-            DailyMetric.select(
-                DailyMetric.date, Variant.name, DailyMetric.impressions, DailyMetric.clicks
-            )
-            .join(Variant)
-            .join_from(DailyMetric, Experiment)
-            .where(Experiment.name == experiment)
-            .order_by(DailyMetric.date, Variant.id)
-            .tuples()
-        )
-        return [(str(d), v, i, c) for d, v, i, c in rows]
-
-
-def row_count():
-    with database.connection_context():
-        return DailyMetric.select().count(), Experiment.select().count(), Variant.select().count()
+from api.app import create_app
+from ingest.validation import date_problem
+from tests.helpers import CONTRACT_POST, body, row_count, stored_counts, variant
 
 
 def test_contract_post_is_stored(client):
@@ -90,19 +74,6 @@ def test_days_are_kept_apart(client):
     client.post("/data", json=CONTRACT_POST)
     client.post("/data", json={**CONTRACT_POST, "date": "2025-12-21"})
     assert len(stored_counts()) == 4
-
-
-def variant(**overrides):
-    return {"variant_id": "control", "impressions": 100, "clicks": 5, **overrides}
-
-
-def body(**overrides):
-    return {
-        "experiment_id": "ctr_test",
-        "date": "2025-12-22",
-        "variants": [variant(), variant(variant_id="b")],
-        **overrides,
-    }
 
 
 BAD_BODIES = {
@@ -176,6 +147,36 @@ def test_tomorrow_is_accepted_but_not_later(client):
     assert "more than one day after today (2025-12-22)" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "day,problem",
+    [
+        (date(1999, 12, 31), "date 1999-12-31 is before 2000-01-01"),
+        (date(2000, 1, 1), None),
+        (date(2025, 12, 22), None),
+        (date(2025, 12, 23), None),
+        (date(2025, 12, 24), "date 2025-12-24 is more than one day after today (2025-12-22)"),
+    ],
+)
+def test_dates_are_accepted_from_2000_01_01_to_tomorrow(day, problem):
+    assert date_problem(day, date(2025, 12, 22)) == problem
+
+
+def test_the_first_accepted_date_is_stored(client):
+    assert client.post("/data", json=body(date="2000-01-01")).status_code == 200
+    assert stored_counts()[0][0] == "2000-01-01"
+
+
+@freeze_time("2025-12-22 23:30:00")
+def test_today_is_the_configured_zones_day(settings):
+    berlin = dataclasses.replace(settings.schedule, timezone="Europe/Berlin")
+    with TestClient(create_app(dataclasses.replace(settings, schedule=berlin))) as client:
+        # 23:30 UTC is already the 23rd in Berlin: its tomorrow is the 24th.
+        assert client.post("/data", json=body(date="2025-12-24")).status_code == 200
+        response = client.post("/data", json=body(date="2025-12-25"))
+    assert response.status_code == 422
+    assert "after today (2025-12-23)" in response.json()["message"]
+
+
 def test_unknown_route_and_method_are_json_errors(client):
     assert client.get("/nope").json()["error"] == "not_found"
     response = client.get("/data")
@@ -200,13 +201,6 @@ def test_405_lists_every_method_the_path_serves(client):
 
 
 def test_write_lock_held_past_the_busy_timeout_is_a_503_that_stores_nothing(settings):
-    import dataclasses
-    import sqlite3
-
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-
     quick = dataclasses.replace(settings.database, busy_timeout_ms=50)
     with TestClient(create_app(dataclasses.replace(settings, database=quick))) as client:
         holder = sqlite3.connect(settings.database.path, isolation_level=None)

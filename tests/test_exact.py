@@ -7,7 +7,7 @@ import pytest
 
 from core.beta import exact_prob_best
 from core.sampling import Prior, experiment_seed, posterior, posterior_draws, prob_best
-from tests.test_thompson import exact_prob_best as reference_prob_best
+from tests.reference import reference_prob_best
 
 SAMPLES = 10_000
 CASES = {

@@ -4,7 +4,7 @@ import pytest
 from freezegun import freeze_time
 
 from core.beta import credible_interval
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST
 
 
 def test_experiments_lists_names_variant_counts_and_latest_allocation(client):

@@ -8,9 +8,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from core.secrets import ApiKeys
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST, KEY
 
-KEY = "test-key-0123456789"
 GOOD = {"Authorization": f"Bearer {KEY}"}
 
 

@@ -22,7 +22,7 @@ from api.app import create_app
 from api.cache import AllocationCache
 from core.secrets import ApiKeys
 from core.settings import load_settings
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST
 
 KEY = "fuzz-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

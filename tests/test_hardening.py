@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from core.settings import SettingsError, load_settings
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST
 from tests.processes import HOST, ROOT, child_env
 
 

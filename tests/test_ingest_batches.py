@@ -9,13 +9,14 @@ import re
 from datetime import date, timedelta
 
 import pytest
+from peewee import OperationalError
 
 from core.db import database
 from core.schema import Variant
 from ingest import staging
 from ingest.__main__ import main
 from ingest.metrics import MetricRow
-from tests.test_data_api import stored_counts
+from tests.helpers import stored_counts
 
 HEADER = "experiment_id,date,variant_id,impressions,clicks\n"
 BATCH = 7
@@ -23,10 +24,9 @@ FIRST_DAY = date(2025, 1, 1)
 
 
 @pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
+def env(database_env, monkeypatch):
     monkeypatch.setattr(staging, "BATCH_SIZE", BATCH)
-    return settings
+    return database_env
 
 
 def good_rows(count: int) -> list[str]:
@@ -133,8 +133,6 @@ def test_a_file_with_only_a_header_loads_no_rows(env, tmp_path, capsys):
 
 
 def test_a_cleanup_failure_after_the_commit_does_not_fail_the_load(env, tmp_path, monkeypatch):
-    from peewee import OperationalError
-
     def fail(**kwargs):
         raise OperationalError("disk I/O error")
 

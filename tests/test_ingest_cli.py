@@ -2,20 +2,14 @@
 
 import json
 
-import pytest
+from freezegun import freeze_time
 
 from core.db import database
 from core.schema import DailyMetric
 from ingest.__main__ import main
-from tests.test_data_api import stored_counts
+from tests.helpers import stored_counts
 
 HEADER = "experiment_id,date,variant_id,impressions,clicks\n"
-
-
-@pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
-    return settings
 
 
 def count_rows():
@@ -23,7 +17,7 @@ def count_rows():
         return DailyMetric.select().count()
 
 
-def test_csv_file_is_loaded(env, tmp_path, capsys):
+def test_csv_file_is_loaded(database_env, tmp_path, capsys):
     path = tmp_path / "metrics.csv"
     path.write_text(
         HEADER + "ctr_test,2025-12-22,control,1000,50\nctr_test,2025-12-22,variant,1000,70\n"
@@ -36,7 +30,7 @@ def test_csv_file_is_loaded(env, tmp_path, capsys):
     ]
 
 
-def test_jsonl_file_is_loaded_and_reloading_replaces(env, tmp_path):
+def test_jsonl_file_is_loaded_and_reloading_replaces(database_env, tmp_path):
     path = tmp_path / "metrics.jsonl"
     rows = [
         {
@@ -55,7 +49,7 @@ def test_jsonl_file_is_loaded_and_reloading_replaces(env, tmp_path):
     assert stored_counts() == [("2025-12-22", "control", 10, 2)]
 
 
-def test_bad_rows_are_reported_by_line_and_nothing_is_loaded(env, tmp_path, capsys):
+def test_bad_rows_are_reported_by_line_and_nothing_is_loaded(database_env, tmp_path, capsys):
     path = tmp_path / "metrics.csv"
     path.write_text(
         HEADER
@@ -75,7 +69,7 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_loaded(env, tmp_path, caps
     assert count_rows() == 0
 
 
-def test_bad_json_line_is_reported(env, tmp_path, capsys):
+def test_bad_json_line_is_reported(database_env, tmp_path, capsys):
     path = tmp_path / "metrics.jsonl"
     good = json.dumps(
         {
@@ -95,7 +89,7 @@ def test_bad_json_line_is_reported(env, tmp_path, capsys):
     assert count_rows() == 0
 
 
-def test_csv_without_the_columns_is_rejected(env, tmp_path, capsys):
+def test_csv_without_the_columns_is_rejected(database_env, tmp_path, capsys):
     path = tmp_path / "metrics.csv"
     path.write_text("experiment,day\nx,y\n")
     assert main([str(path)]) == 1
@@ -105,13 +99,27 @@ def test_csv_without_the_columns_is_rejected(env, tmp_path, capsys):
     )
 
 
-def test_missing_file_is_an_error(env, tmp_path, capsys):
+def test_missing_file_is_an_error(database_env, tmp_path, capsys):
     assert main([str(tmp_path / "nope.csv")]) == 1
     assert "no such file" in capsys.readouterr().err
 
 
-def test_all_digit_ids_load_from_csv_as_they_do_through_post(env, tmp_path):
+def test_all_digit_ids_load_from_csv_as_they_do_through_post(database_env, tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text(HEADER + "123,2025-12-22,7,1000,50\n")
     assert main([str(path)]) == 0
     assert stored_counts("123") == [("2025-12-22", "7", 1000, 50)]
+
+
+@freeze_time("2025-12-22 12:00:00")
+def test_dates_from_2000_01_01_to_tomorrow_load_and_no_others(database_env, tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "e,2000-01-01,a,10,1\ne,2025-12-23,a,10,1\n")
+    assert main([str(good)]) == 0
+    assert [day for day, *_ in stored_counts("e")] == ["2000-01-01", "2025-12-23"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "e,1999-12-31,a,10,1\ne,2025-12-24,a,10,1\n")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "line 2: date: date 1999-12-31 is before 2000-01-01" in err
+    assert "line 3: date: date 2025-12-24 is more than one day after today (2025-12-22)" in err

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import CONTRACT_POST
-from tests.test_data_api import body, row_count, variant
+from tests.helpers import CONTRACT_POST, body, row_count, variant
 
 MIB = 1024 * 1024
 

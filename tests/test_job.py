@@ -1,36 +1,19 @@
 """The nightly job with a fixed `now`: aggregation, publish, runs table, determinism."""
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.counts import aggregate_counts
+from core.db import database
+from core.migrations import open_database
 from core.policy import next_effective_date
-from core.schema import Allocation, Experiment, Run, Variant
-from ingest.metrics import MetricRow, store_rows
-from scheduler import job
+from core.schema import Allocation, Run
+from scheduler import job, publish, runs
+from scheduler.__main__ import main
 from scheduler.job import run_job
-from tests.conftest import utc
-
-NOW = utc(2025, 12, 22, 23, 50)
-
-
-def load(*rows):
-    store_rows([MetricRow(*row) for row in rows])
-
-
-def allocations(experiment="ctr_test"):
-    rows = (
-        Allocation.select(
-            Variant.name, Allocation.percentage, Allocation.probability, Allocation.effective_date
-        )
-        .join(Variant)
-        .join_from(Allocation, Experiment)
-        .where(Experiment.name == experiment)
-        .order_by(Allocation.effective_date, Allocation.variant)
-        .tuples()
-    )
-    return [(v, pct, p, str(d)) for v, pct, p, d in rows]
+from tests.helpers import NOW, allocations, load, utc
 
 
 def test_aggregation_sums_every_day_per_variant(db):
@@ -67,14 +50,10 @@ def test_aggregation_is_one_query_for_all_experiments(db, monkeypatch):
     ],
 )
 def test_effective_date_is_the_next_local_day(now, expected):
-    from zoneinfo import ZoneInfo
-
     assert next_effective_date(now, ZoneInfo("UTC")) == expected
 
 
 def test_effective_date_uses_the_configured_zone():
-    from zoneinfo import ZoneInfo
-
     # 23:30 UTC on the 22nd is already the 23rd in Berlin.
     assert next_effective_date(utc(2025, 12, 22, 23, 30), ZoneInfo("Europe/Berlin")) == date(
         2025, 12, 24
@@ -149,8 +128,6 @@ def test_failed_publish_keeps_previous_allocations_and_records_the_error(db, set
 
 def test_partial_publish_is_rolled_back(db, settings, monkeypatch):
     load(*[(f"e{i}", date(2025, 12, 21), v, 100, 5) for i in range(3) for v in "ab"])
-    from scheduler import publish
-
     calls = []
     original = publish.mark_changed
 
@@ -166,34 +143,13 @@ def test_partial_publish_is_rolled_back(db, settings, monkeypatch):
     assert Allocation.select().count() == 6
 
 
-def test_prior_and_samples_come_from_settings(db, settings):
-    import dataclasses
-
-    load(
-        ("ctr_test", date(2025, 12, 21), "control", 0, 0),
-        ("ctr_test", date(2025, 12, 21), "v", 0, 0),
-    )
-    strong_prior = dataclasses.replace(
-        settings.sampling, prior_alpha=50.0, prior_beta=1.0, samples=1000
-    )
-    run_job(NOW, dataclasses.replace(settings, sampling=strong_prior))
-    probabilities = [r[2] for r in allocations()]
-    assert sum(probabilities) == pytest.approx(1.0)
-    assert all(p * 1000 == int(p * 1000) for p in probabilities)
-
-
-def test_run_once_command_publishes_and_reports(settings, monkeypatch, capsys):
-    from core.db import database
-    from core.migrations import open_database
-    from scheduler.__main__ import main
-
-    open_database(settings.database)
+def test_run_once_command_publishes_and_reports(database_env, capsys):
+    open_database(database_env.database)
     with database.connection_context():
         load(
             ("ctr_test", date(2025, 12, 21), "control", 100, 5),
             ("ctr_test", date(2025, 12, 21), "v", 100, 7),
         )
-    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
     assert main(["run-once"]) == 0
     assert "success, 1 experiments" in capsys.readouterr().out
     assert main(["run-once", "--experiment", "missing"]) == 1
@@ -205,8 +161,6 @@ def test_run_once_command_publishes_and_reports(settings, monkeypatch, capsys):
 def test_a_published_run_is_success_in_the_same_commit(db, settings, monkeypatch):
     # If the process died right after the publish commit, the run must not read 'failed'
     # while its split is served: the status is written inside the publish transaction.
-    from scheduler import runs
-
     load(
         ("ctr_test", date(2025, 12, 21), "control", 100, 5),
         ("ctr_test", date(2025, 12, 21), "v", 100, 7),
@@ -225,8 +179,6 @@ def test_a_published_run_is_success_in_the_same_commit(db, settings, monkeypatch
 
 
 def test_a_run_marked_abandoned_meanwhile_publishes_nothing(db, settings, monkeypatch):
-    from scheduler import publish
-
     load(
         ("ctr_test", date(2025, 12, 21), "control", 100, 5),
         ("ctr_test", date(2025, 12, 21), "v", 100, 7),

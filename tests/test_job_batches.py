@@ -15,9 +15,7 @@ from ingest.metrics import MetricRow, store_rows
 from scheduler import job
 from scheduler.aggregate import totals_in_chunks
 from scheduler.pool import in_order, spill, unspill
-from tests.conftest import utc
-
-NOW = utc(2025, 12, 22, 23, 50)
+from tests.helpers import NOW
 
 
 def load_experiments(count: int) -> None:

@@ -1,6 +1,7 @@
 """The allocation policy as pure functions: each rule with fixed inputs, and its edges."""
 
 import dataclasses
+import itertools
 from datetime import date
 
 import numpy as np
@@ -168,3 +169,29 @@ def test_archived_experiment_needs_only_the_leader():
     quick = decide(arms, 10, True, policy(), Prior(), 10_000, SEED, measure_winner=False)
     assert quick.reason == "experiment_archived"
     assert quick.shares.tolist() == [0.0, 1.0]
+
+
+# Rules in the order they are checked, each with a condition that makes it apply on its own
+# to STRONG (a declared winner at 20,000 impressions an arm): day, archived and policy changes.
+STRONG = [ArmCounts("a", 20_000, 1000, 20_000), ArmCounts("b", 20_000, 1400, 20_000)]
+RULES = {
+    "experiment_archived": {"archived": True},
+    "exploration": {"day": 2, "exploration_days": 3},
+    "gate_not_met": {"min_impressions": 20_001},
+    "winner_rollout": {"auto_rollout": True},
+    "floor_applied": {"min_allocation": 0.05},
+    "thompson": {},
+}
+
+
+@pytest.mark.parametrize("reason", RULES)
+def test_each_rule_applies_on_its_own(reason):
+    assert run(STRONG, **RULES[reason]).reason == reason
+
+
+@pytest.mark.parametrize("earlier,later", list(itertools.combinations(RULES, 2)))
+def test_when_two_rules_apply_the_earlier_one_decides(earlier, later):
+    split = run(STRONG, **{**RULES[later], **RULES[earlier]})
+    assert split.reason == earlier
+    if earlier in ("exploration", "gate_not_met"):
+        assert split.shares == pytest.approx([0.5, 0.5])

@@ -9,15 +9,10 @@ from core.counts import aggregate_counts
 from core.experiments import save_overrides
 from core.policy import day_number
 from core.schema import AllocationReason, Experiment
-from ingest.metrics import MetricRow, store_rows
 from scheduler.job import run_job
-from tests.conftest import utc
+from tests.helpers import load, utc
 
 AS_OF = date(2025, 12, 22)
-
-
-def load(*rows):
-    store_rows([MetricRow(*row) for row in rows])
 
 
 def counted(experiment="e1", defaults=None):
@@ -67,6 +62,22 @@ def test_per_experiment_window_overrides_the_default_in_the_same_query(db, setti
 def test_first_date_is_the_experiments_first_day_of_data(db):
     three_days()
     assert aggregate_counts("e1", as_of=AS_OF)[0].arms[0].first_date == date(2025, 12, 10)
+
+
+@pytest.mark.parametrize(
+    "effective_date,reason", [(date(2025, 12, 22), "exploration"), (date(2025, 12, 23), "thompson")]
+)
+def test_exploration_days_count_from_the_first_day_of_data(db, settings, effective_date, reason):
+    # Data from the 20th: the 22nd is day 3 of 3 days of exploration, the 23rd day 4.
+    load(
+        *[("e1", date(2025, 12, d), v, 1000, 50 + 20 * (v == "b")) for d in (20, 21) for v in "ab"]
+    )
+    run_job(
+        utc(2025, 12, 22, 23, 50),
+        with_policy(settings, exploration_days=3),
+        effective_date=effective_date,
+    )
+    assert AllocationReason.get().reason == reason
 
 
 def test_weighted_aggregation_is_still_one_query(db, monkeypatch):

@@ -10,9 +10,7 @@ from core.schema import Allocation, AllocationReason, Counter, Experiment, Run
 from ingest.metrics import MetricRow, store_rows
 from scheduler import publish
 from scheduler.job import run_job
-from tests.conftest import utc
-
-NOW = utc(2025, 12, 22, 23, 50)
+from tests.helpers import NOW
 
 
 def load(clicks: int, experiments: int = 3) -> None:

@@ -12,18 +12,11 @@ from core.schema import Allocation, Run
 from scheduler import clock
 from scheduler.job import run_job
 from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, renew_until, start_run
-from tests.conftest import utc
-from tests.test_job import NOW, allocations, load
+from tests.helpers import NOW, allocations, load, load_contract, utc
 
 FIRE = utc(2025, 12, 22, 23, 50)
 STAMP = NOW.replace(tzinfo=None)  # NOW as the run table stores it
-
-
-def seed():
-    load(
-        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
-        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
-    )
+seed = load_contract
 
 
 def running_row(lease_until, scheduled_for=None):

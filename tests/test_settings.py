@@ -3,7 +3,6 @@
 import math
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from peewee import BigIntegerField, BooleanField, CharField, DoubleField
@@ -11,9 +10,8 @@ from peewee import BigIntegerField, BooleanField, CharField, DoubleField
 from core.schema import Allocation, ExperimentPolicy
 from core.settings import DEFAULT_CONFIG, POLICY, SETTINGS, SettingsError, load_settings
 from core.settings_table import Between, OneOf
-from tests.conftest import CONTRACT_POST
+from tests.helpers import CONTRACT_POST, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 OVERRIDES = {
     str: "other",
     int: "7",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.srm import SRM_ALPHA, binomial_tails, clicks_gained, sample_ratio
-from tests.conftest import run_at, utc
+from tests.helpers import run_at, utc
 
 # --- the exact test, against exact arithmetic ------------------------------------------
 

@@ -8,33 +8,9 @@ import pytest
 
 from core.policy import equal_split, round_to_hundred
 from core.sampling import Prior, experiment_seed, posterior, posterior_draws, prob_best, win_counts
+from tests.reference import reference_prob_best
 
 SAMPLES = 10_000
-
-
-def beta_pdf(x, a, b):
-    log_norm = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-    return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - log_norm)
-
-
-def exact_prob_best(alpha, beta, points=200_001):
-    """P(k best) = integral of f_k(x) * prod_{j != k} F_j(x) dx, integrated only where the
-    posteriors have mass: over [0, 1] a concentrated posterior falls between grid points."""
-    means = alpha / (alpha + beta)
-    sds = np.sqrt(alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1)))
-    lo = max(float(np.min(means - 15 * sds)), 1e-15)
-    hi = min(float(np.max(means + 15 * sds)), 1 - 1e-15)
-    x = np.linspace(lo, hi, points)
-    dx = x[1] - x[0]
-    pdfs = np.array([beta_pdf(x, a, b) for a, b in zip(alpha, beta, strict=True)])
-    cdfs = np.cumsum((pdfs[:, 1:] + pdfs[:, :-1]) / 2 * dx, axis=1)
-    cdfs = np.concatenate([np.zeros((len(alpha), 1)), cdfs], axis=1)
-    result = []
-    for k in range(len(alpha)):
-        others = np.prod(np.delete(cdfs, k, axis=0), axis=0)
-        integrand = pdfs[k] * others
-        result.append(float(np.sum((integrand[1:] + integrand[:-1]) / 2) * dx))
-    return np.array(result)
 
 
 CASES = {
@@ -48,7 +24,7 @@ CASES = {
 @pytest.mark.parametrize("impressions,clicks", CASES.values(), ids=CASES.keys())
 def test_prob_best_within_four_standard_errors_of_exact(impressions, clicks):
     alpha, beta = posterior(impressions, clicks, Prior())
-    exact = exact_prob_best(alpha, beta)
+    exact = reference_prob_best(alpha, beta)
     assert exact.sum() == pytest.approx(1.0, abs=1e-6)
     sampled = prob_best(
         posterior_draws(alpha, beta, SAMPLES, experiment_seed("ref", date(2025, 12, 23)))
@@ -60,7 +36,7 @@ def test_prob_best_within_four_standard_errors_of_exact(impressions, clicks):
 def test_reference_integration_handles_concentrated_posteriors():
     # Two arms with ~1e6 impressions each: the mass sits in a sliver of [0, 1].
     alpha, beta = posterior([1_000_000, 1_000_000], [50_000, 50_400], Prior())
-    exact = exact_prob_best(alpha, beta)
+    exact = reference_prob_best(alpha, beta)
     assert exact.sum() == pytest.approx(1.0, abs=1e-6)
     assert exact[1] > 0.9
 
