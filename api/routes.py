@@ -21,6 +21,7 @@ from api.schemas import (
     HealthOut,
     HistoryItem,
     MetricRowOut,
+    OutlookOut,
     RecomputeIn,
     RunOut,
     SeriesOut,
@@ -37,6 +38,7 @@ from core.experiments import (
     set_experiment_archived,
     settings_view,
 )
+from core.outlook_report import experiment_outlook
 from core.report import experiment_detail, list_experiments
 from core.series import experiment_series, metrics_rows, series_json
 from core.settings import API_KEYS_VARIABLE
@@ -310,3 +312,16 @@ def csv_text(rows: list[dict]) -> str:
         stamp = utc_text(row["updated_at"].replace(tzinfo=None))
         writer.writerow([*(row[c] for c in METRIC_COLUMNS[:-1]), stamp])
     return out.getvalue()
+
+
+@router.get(
+    "/experiments/{experiment_id}/outlook",
+    response_model=OutlookOut,
+    responses=NOT_FOUND,
+    tags=["read"],
+)
+def get_outlook(request: Request, experiment_id: str) -> dict:
+    """The coming days simulated under the experiment's own policy: when a winner would be
+    declared and the clicks gained over an equal split (seeded, cached; see the README)."""
+    with database.connection_context():
+        return experiment_outlook(experiment_id, request.app.state.settings, now())

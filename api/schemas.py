@@ -310,3 +310,35 @@ class SeriesOut(BaseModel):
     experiment_id: str
     arms: list[SeriesArm]
     days: list[SeriesDay] = Field(description="first to last day of data, one per day")
+
+
+class Quantiles(BaseModel):
+    low: float = Field(description="5% of the simulated futures")
+    median: float
+    high: float = Field(description="95%; past the horizon: horizon_days + 1")
+
+
+class GainOut(BaseModel):
+    low: float = Field(description="5% of the simulated futures")
+    mean: float
+    high: float = Field(description="95%")
+
+
+class OutlookOut(BaseModel):
+    declared_now: bool = Field(description="a winner is declared on the data so far")
+    clicks_gained_so_far: float = Field(description="as value_delivered of GET /experiments/{id}")
+    days_so_far: int
+    from_day: dt.date | None = Field(description="the last day of data: the futures start after it")
+    daily_impressions: int | None = Field(description="mean of the last 7 days of data")
+    days_to_winner: Quantiles | None = Field(
+        description="days after from_day until a run declares a winner; null when fewer than"
+        " half of the futures declare one within horizon_days (unlikely)"
+    )
+    declared_share: float | None = Field(description="share of futures that declare one")
+    clicks_gained_next: GainOut | None = Field(
+        description="expected clicks over an equal split in the next gain_days days"
+    )
+    gain_days: int
+    simulations: int | None
+    horizon_days: int | None
+    sentences: list[str] = Field(description="the outlook in plain words, as the page shows it")

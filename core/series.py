@@ -10,7 +10,8 @@ routers were served that day (core.splits.served_on) with its reason and run.
 
 P(best) here is by numerical integration on a coarser grid than the job's (no sampling
 noise, a year of days in milliseconds): a chart's value, not the published one, which the
-split's run stored.
+split's run stored. The splits are read as plain tuples (core.splits.allocation_series
+builds a model per row, most of a year-long page's time) and keep its fields.
 """
 
 import dataclasses
@@ -19,16 +20,27 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from peewee import JOIN
 
 from core.beta import beta_mean, credible_interval, exact_prob_best
 from core.db import as_utc
 from core.experiments import find_experiment, load_state
 from core.sampling import Prior, posterior
-from core.schema import ArchivedVariant, DailyMetric, Experiment, Variant
+from core.schema import (
+    Allocation,
+    AllocationReason,
+    ArchivedVariant,
+    DailyMetric,
+    Experiment,
+    Run,
+    Variant,
+)
 from core.settings import PolicySettings, Settings
-from core.splits import ServedDay, allocation_series, publish_times, served_on
+from core.splits import LEGACY_REASON, ServedDay, publish_times, served_on
 
-SERIES_GRID_POINTS = 3000  # P(best) grid over all arms: accurate to about 1e-3
+# P(best) grid over all arms: the grid follows each posterior, so even 101 points an arm
+# are within 1e-4 of the job's 4001.
+SERIES_GRID_POINTS = 600
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class Series:
     experiment_id: str
     arms: list[Arm]
     days: list[Day]
+    history: list[dict]  # every stored split, oldest first (core.splits.allocation_series)
 
 
 def posted_rows(experiment: Experiment) -> list[tuple]:
@@ -163,15 +176,58 @@ def counted(daily: np.ndarray, policy: PolicySettings) -> np.ndarray:
     return np.cumsum(daily, axis=0, dtype=np.float64)
 
 
-def served_splits(experiment: Experiment, day_list: list[date], tz: ZoneInfo) -> dict:
+def split_history(experiment: Experiment, published: dict) -> list[dict]:
+    """Every stored split, oldest first, with the fields of core.splits.allocation_series."""
+    reasons = {
+        day: {"run_id": run, "reason": reason, "explanation": text}
+        for day, run, reason, text in AllocationReason.select(
+            AllocationReason.effective_date,
+            AllocationReason.run,
+            AllocationReason.reason,
+            AllocationReason.explanation,
+        )
+        .where(AllocationReason.experiment == experiment)
+        .tuples()
+    }
+    rows = (
+        Allocation.select(
+            Allocation.effective_date,
+            Allocation.run,
+            Variant.name,
+            Allocation.percentage,
+            Run.trigger,
+        )
+        .join(Variant)
+        .switch(Allocation)
+        .join(Run, JOIN.LEFT_OUTER)
+        .where(Allocation.experiment == experiment)
+        .order_by(Allocation.effective_date, Allocation.variant)
+        .tuples()
+    )
+    history: dict[date, dict] = {}
+    for day, run, name, percentage, trigger in rows:
+        if day not in history:
+            history[day] = {
+                "date": day,
+                "run_id": run,
+                "trigger": trigger,
+                "served_from": as_utc(published[day]),
+                **LEGACY_REASON,
+                **{k: v for k, v in reasons.get(day, {}).items() if k != "run_id"},
+                "allocations": [],
+            }
+        history[day]["allocations"].append({"variant_id": name, "percentage": percentage})
+    return list(history.values())
+
+
+def served_splits(history: list, published: dict, days: list[date], tz: ZoneInfo) -> dict:
     """{day: (SplitDay, {variant id: share})} for each day routers got a published split."""
-    history = {item["date"]: item for item in allocation_series(experiment)}
-    published = publish_times(experiment)
+    by_date = {item["date"]: item for item in history}
     found = {}
-    for day in day_list:
+    for day in days:
         served = served_on(published, day, tz)
         if served is not None:
-            found[day] = split_of(history[served.split], served)
+            found[day] = split_of(by_date[served.split], served)
     return found
 
 
@@ -207,8 +263,10 @@ def experiment_series(experiment_id: str, settings: Settings) -> Series:
     """The series of an experiment under its policy in effect now (call with a connection)."""
     experiment = find_experiment(experiment_id)
     rows = posted_rows(experiment)
+    published = publish_times(experiment)
+    history = split_history(experiment, published)
     if not rows:
-        return Series(experiment.name, [], [])
+        return Series(experiment.name, [], [], history)
     arms = arms_of(experiment, rows, settings.tz)
     first, last = rows[0][0], rows[-1][0]
     day_list = [first + timedelta(days=d) for d in range((last - first).days + 1)]
@@ -216,10 +274,10 @@ def experiment_series(experiment_id: str, settings: Settings) -> Series:
     counts = Counts(
         daily, np.cumsum(daily, axis=0), counted(daily, load_policy(experiment, settings))
     )
-    splits = served_splits(experiment, day_list, settings.tz)
+    splits = served_splits(history, published, day_list, settings.tz)
     prior = Prior(settings.sampling.prior_alpha, settings.sampling.prior_beta)
     days = [day_of(i, day, arms, counts, splits.get(day), prior) for i, day in enumerate(day_list)]
-    return Series(experiment.name, arms, days)
+    return Series(experiment.name, arms, days, history)
 
 
 def load_policy(experiment: Experiment, settings: Settings) -> PolicySettings:

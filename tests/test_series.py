@@ -11,7 +11,8 @@ from freezegun import freeze_time
 from core.beta import credible_interval, exact_prob_best
 from core.counts import aggregate_counts
 from core.experiments import find_experiment, find_variant, set_variant_archived
-from core.series import experiment_series
+from core.series import experiment_series, split_history
+from core.splits import allocation_series, publish_times
 from tests.helpers import load, run_at, utc
 
 D1, D2, D3, D4 = (date(2025, 12, d) for d in (1, 2, 3, 4))
@@ -225,3 +226,17 @@ def test_unknown_experiment_is_404(client, path):
     response = client.get(path, headers={"accept": "text/csv"})
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_the_split_history_is_the_allocations_history_without_probabilities(db, settings):
+    three_days()
+    run_at(utc(2025, 12, 2, 23, 50), settings)
+    run_at(utc(2025, 12, 3, 10, 0), settings, "manual")
+    experiment = find_experiment("e1")
+    expected = allocation_series(experiment)
+    for item in expected:
+        item["allocations"] = [
+            {k: v for k, v in a.items() if k != "probability"} for a in item["allocations"]
+        ]
+    assert split_history(experiment, publish_times(experiment)) == expected
+    assert len(expected) == 2
