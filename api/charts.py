@@ -56,7 +56,8 @@ class Frame:
         return round(self.top + plot * (1 - (value - self.low) / span), 1)
 
 
-def svg(chart_id: str, frame: Frame, label: str, parts: list[str]) -> str:
+def svg(chart_id: str, frame: Frame, label: str, parts: list[str], outside: str = "") -> str:
+    """The chart: `parts` clipped to the plot area, `outside` (the axes) not."""
     clip = f"clip-{chart_id}"
     w, h = frame.width, frame.height
     inner = frame.height - frame.top - frame.bottom
@@ -67,7 +68,7 @@ def svg(chart_id: str, frame: Frame, label: str, parts: list[str]) -> str:
         f'</clipPath><pattern id="hatch-{chart_id}" width="6" height="6" '
         'patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" '
         'x2="0" y2="6" stroke="#bbb" stroke-width="2"/></pattern></defs>'
-        f'<g clip-path="url(#{clip})">{"".join(parts)}</g></svg>'
+        f'<g clip-path="url(#{clip})">{"".join(parts)}</g>{outside}</svg>'
     )
 
 

@@ -17,6 +17,14 @@ def figure(chart_id: str, title: str, meaning: str, svg: str) -> str:
     )
 
 
+def finish(chart_id: str, frame: Frame, series: Series, parts: list[str], text: tuple, ticks=None):
+    """The figure: `text` is (title, what the chart means), the y axis in percent (with
+    two decimals for rates, whose ticks are given)."""
+    title, meaning = text
+    outside = axes(frame, series, ticks or SHARE_TICKS, 2 if ticks else 0)
+    return figure(chart_id, title, meaning, charts.svg(chart_id, frame, title, parts, outside))
+
+
 def split_chart(series: Series, names: list[str]) -> str:
     frame = Frame(len(series.days))
     shares, changes, exploring, last = {}, {}, [], None
@@ -40,13 +48,11 @@ def split_chart(series: Series, names: list[str]) -> str:
         charts.stacked_steps(frame, names, shares, tip),
         charts.markers(frame, changes),
     ]
-    svg = charts.svg("split", frame, "traffic split over time", parts)
-    svg = svg.replace("</svg>", axes(frame, series, SHARE_TICKS) + "</svg>")
     meaning = (
         " The share of traffic each arm was served each day, stacked to 100%. A dashed line"
         " marks a change of rule (hover for the reason); hatched days were exploration."
     )
-    return figure("split", "Traffic split", meaning, svg)
+    return finish("split", frame, series, parts, ("Traffic split", meaning))
 
 
 def axes(frame: Frame, series: Series, ticks: list[float], digits: int = 0) -> str:
@@ -64,26 +70,22 @@ def per_arm(series: Series, names: list[str], value) -> list[dict[int, float]]:
     return found
 
 
-def lines(series: Series, names: list[str], points: list[dict], fmt) -> str:
+def lines(frame: Frame, series: Series, names: list[str], points: list[dict], fmt) -> str:
     def tips(k: int) -> dict[int, str]:
         return {i: f"{names[k]} · {series.days[i].date}: {fmt(i, k)}" for i in points[k]}
 
-    return "".join(
-        charts.line(Frame(len(series.days)), n, k, points[k], tips(k)) for k, n in enumerate(names)
-    )
+    return "".join(charts.line(frame, n, k, points[k], tips(k)) for k, n in enumerate(names))
 
 
 def probability_chart(series: Series, names: list[str]) -> str:
     frame = Frame(len(series.days))
     points = per_arm(series, names, lambda a: a.probability_best)
-    body = lines(series, names, points, lambda i, k: percent(points[k][i]))
-    svg = charts.svg("pbest", frame, "P(best) over time", [body])
-    svg = svg.replace("</svg>", axes(frame, series, SHARE_TICKS) + "</svg>")
+    body = lines(frame, series, names, points, lambda i, k: percent(points[k][i]))
     meaning = (
         " Each arm's probability of being the best, on the data up to that day as the policy"
         " counts it (window or discount included)."
     )
-    return figure("pbest", "Probability of being best", meaning, svg)
+    return finish("pbest", frame, series, [body], ("Probability of being best", meaning))
 
 
 def rate_range(series: Series) -> tuple[float, float]:
@@ -107,15 +109,13 @@ def rate_chart(series: Series, names: list[str]) -> str:
         lo, hi = bounds[k][i]
         return f"{percent(rates[k][i], 2)} (95%: {percent(lo, 2)} to {percent(hi, 2)})"
 
-    body = bands + lines(series, names, rates, fmt)
+    body = bands + lines(frame, series, names, rates, fmt)
     ticks = [low + (high - low) * t for t in SHARE_TICKS]
-    svg = charts.svg("rate", frame, "cumulative rate over time", [body])
-    svg = svg.replace("</svg>", axes(frame, series, ticks, 2) + "</svg>")
     meaning = (
         " Each arm's click rate on its counted data up to that day (posterior mean), with its"
         " 95% credible interval as a band: where bands stop overlapping, the arms differ."
     )
-    return figure("rate", "Cumulative click rate", meaning, svg)
+    return finish("rate", frame, series, [body], ("Cumulative click rate", meaning), ticks)
 
 
 def traffic_chart(series: Series, names: list[str]) -> str:
@@ -133,14 +133,12 @@ def traffic_chart(series: Series, names: list[str]) -> str:
         plan = planned[k].get(i)
         return f"{percent(observed[k][i])} of the day's impressions (split: {percent(plan)})"
 
-    body = dashed + lines(series, names, observed, fmt)
-    svg = charts.svg("traffic", frame, "daily traffic against the split", [body])
-    svg = svg.replace("</svg>", axes(frame, series, SHARE_TICKS) + "</svg>")
+    body = dashed + lines(frame, series, names, observed, fmt)
     meaning = (
         " Each arm's share of the impressions posted for the day (points) against the share"
         " the split gave it (dashed): what the sample-ratio check compares."
     )
-    return figure("traffic", "Daily traffic against the split", meaning, svg)
+    return finish("traffic", frame, series, [body], ("Daily traffic against the split", meaning))
 
 
 CHARTS = (split_chart, probability_chart, rate_chart, traffic_chart)

@@ -3,17 +3,21 @@ every other, ids and searches escaped, the read key applied, the list searched a
 runs with failures first. (tests/test_browser.py loads them in a real Chromium.)"""
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.accept import preferred
 from api.app import create_app
+from api.charts import Frame
+from api.experiment_charts import rate_chart, rate_range
 from core.db import database
 from core.schema import Run
 from core.secrets import ApiKeys
-from tests.helpers import KEY
+from core.series import experiment_series
+from tests.helpers import KEY, load
 
 BROWSER = {
     "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
@@ -171,3 +175,23 @@ def test_pages_need_the_read_key_when_reads_do(settings):
         assert keyed.get("/", headers=BROWSER).status_code == 401
         good = {**BROWSER, "authorization": f"Bearer {KEY}"}
         assert keyed.get("/", headers=good).status_code == 200
+
+
+def test_the_rate_chart_draws_each_rate_on_its_own_scale(db, settings):
+    load(
+        ("e1", date(2025, 12, 1), "a", 1000, 40),
+        ("e1", date(2025, 12, 1), "b", 1000, 60),
+        ("e1", date(2025, 12, 2), "a", 1000, 41),
+        ("e1", date(2025, 12, 2), "b", 1000, 59),
+    )
+    series = experiment_series("e1", settings)
+    svg = rate_chart(series, ["a", "b"])
+    frame = Frame(2, *rate_range(series))
+    for name in "ab":
+        group = re.search(f'data-series="{name}">(.*?)</g>', svg).group(1)
+        drawn = [
+            float(y) for y in re.findall(r'circle class="pt" cx="[\d.]+" cy="([\d.]+)"', group)
+        ]
+        rates = [next(a.rate for a in d.arms if a.variant_id == name) for d in series.days]
+        assert drawn == [frame.y(r) for r in rates]
+        assert frame.top < min(drawn) and max(drawn) < frame.height - frame.bottom
