@@ -98,11 +98,11 @@ def facts(detail: dict) -> str:
     ratio = detail["sample_ratio"]
     latest = detail["latest_allocation"]
     reason = latest["explanation"] if latest else "No run has computed this experiment yet."
-    srm = (
-        f"suspect on {len(ratio['flagged_days'])} of {ratio['checked_days']} days checked"
-        if ratio["suspect"]
-        else f"fine on all {ratio['checked_days']} days checked"
-    )
+    srm = f"fine on all {ratio['checked_days']} days checked"
+    if ratio["suspect"]:
+        srm = f"suspect on {len(ratio['flagged_days'])} of {ratio['checked_days']} days checked"
+    elif not ratio["checked_days"]:
+        srm = "no day checked yet (a day on which the split changed is not checked)"
     return (
         f"<p><b>Latest split:</b> {esc(reason)}</p>"
         "<p><b>Sample ratio</b> (traffic against the split): "

@@ -139,8 +139,14 @@ def runs_page() -> str:
     return layout("Runs", "<h1>Runs</h1>" + intro + table([*headers, "Error"], rows, "runs"))
 
 
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
+
+
 def run_tr(r: dict) -> str:
-    took = "–" if r["seconds"] is None else f"{r['seconds']:.2f} s"
+    took = duration(r["seconds"])
     started = r["started_at"].strftime("%Y-%m-%d %H:%M:%S")
     css = ' class="fail"' if r["status"] == "failed" else ""
     return (

@@ -1,13 +1,17 @@
-"""The experiment page for 3 arms and a year of days: server-side render time.
+"""The pages' server-side render times: an experiment with 3 arms and a year of days, and
+the list page among thousands of experiments.
 
-    .venv/bin/python bench/pages.py [--days 365] [--rounds 15]
+    .venv/bin/python bench/pages.py [--days 365] [--experiments 5000] [--rounds 15]
 
 Builds one experiment lived day by day (tests/demo.py: traffic follows each night's split,
-the nightly job runs after every day), then renders, in this process and in turn, the
-experiment page (`/experiments/{id}` for a browser: report, series, charts, HTML) and, as
-the baseline, the JSON report of GET /experiments/{id} (core.report, serialized). Prints
-the median of each over the rounds, the ratio, and the page's size; the target is a page
-under 300 ms.
+the nightly job runs after every day) and `--experiments` more with two arms and one day
+each, computed by one run. Then renders, in this process, each page and its baseline in
+turn: the experiment page (`/experiments/{id}` for a browser: report, series, charts,
+HTML; its outlook not computed, as on a first visit) against the JSON report of GET
+/experiments/{id} (core.report, serialized); the first list page (`/`, 50 experiments)
+against GET /experiments?limit=50 (core.report.list_experiments, serialized). Prints the
+median of each over the rounds and the ratio; the target is an experiment page under
+300 ms. Then the outlook alone, computed once (not cached), for the same experiment.
 """
 
 import argparse
@@ -26,20 +30,29 @@ from bench.common import machine, table, workdir
 RATES = {"control": 0.040, "faster_checkout": 0.046, "one_click": 0.043}
 
 
-def build(db_path: Path, days: int):
+def build(db_path: Path, days: int, experiments: int):
     from core.db import database
     from core.migrations import open_database
     from core.settings import load_settings
     from tests.demo import live_days
+    from tests.helpers import load, run_at
 
     base = load_settings({})
-    settings = dataclasses.replace(
-        base, database=dataclasses.replace(base.database, path=str(db_path))
-    )
+    database_settings = dataclasses.replace(base.database, path=str(db_path))
+    settings = dataclasses.replace(base, database=database_settings)
     open_database(settings.database)
-    first = datetime.now(UTC).date() - timedelta(days=days)
+    today = datetime.now(UTC).date()
     with database.connection_context():
-        live_days(settings, "checkout", RATES, first, days)
+        live_days(settings, "checkout", RATES, today - timedelta(days=days), days)
+        yesterday = today - timedelta(days=1)
+        load(
+            *[
+                (f"exp_{n:05d}", yesterday, arm, 1000, 40 + k)
+                for n in range(experiments)
+                for k, arm in enumerate("ab")
+            ]
+        )
+        run_at(datetime.now(UTC), settings, "manual")
     return settings
 
 
@@ -52,42 +65,71 @@ def timed(action, rounds: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def in_connection(action):
+    from core.db import database
+
+    def run():
+        with database.connection_context():
+            return json.dumps(action(), default=str)
+
+    return run
+
+
+def row(name: str, base: float, measured: float, rounds: int, target: str) -> list:
+    return [
+        "`.venv/bin/python bench/pages.py`",
+        name,
+        f"{base * 1000:.0f} ms",
+        f"{measured * 1000:.0f} ms (median of {rounds})",
+        f"{measured / base:.2f}",
+        target,
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--experiments", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     from api.pages import Pages
-    from core.db import database
-    from core.report import experiment_detail
+    from core.outlook_report import experiment_outlook
+    from core.report import experiment_detail, list_experiments
 
-    with workdir() as tmp:
-        settings = build(tmp / "bandit.db", args.days)
-        pages = Pages(None, settings)
-
-        def page():
-            return pages.render("experiment", "checkout", {}).body
-
-        def report():
-            with database.connection_context():
-                return json.dumps(
-                    experiment_detail("checkout", settings, datetime.now(UTC)), default=str
-                )
-
-        page()  # warm: imports, first connection
-        base, _ = timed(report, args.rounds)
-        measured, body = timed(page, args.rounds)
     print(machine())
+    with workdir() as tmp:
+        settings = build(tmp / "bandit.db", args.days, args.experiments)
+        pages = Pages(None, settings)
+        now = datetime.now(UTC)
+        report = in_connection(lambda: experiment_detail("checkout", settings, now))
+        listed = in_connection(lambda: list_experiments(50, 0))
+        rows = []
+        for name, base, page, target in (
+            (
+                f"experiment page, 3 arms, {args.days} days, against GET /experiments/{{id}}",
+                report,
+                lambda: pages.render("experiment", "checkout", {}).body,
+                "page under 300 ms",
+            ),
+            (
+                f"list page, 50 of {args.experiments + 1} experiments, against GET /experiments",
+                listed,
+                lambda: pages.render("list", None, {}).body,
+                "(report)",
+            ),
+        ):
+            page()  # warm: imports, first connection
+            base_time, _ = timed(base, args.rounds)
+            page_time, body = timed(page, args.rounds)
+            rows.append(
+                row(f"{name} ({len(body) // 1024} KB)", base_time, page_time, args.rounds, target)
+            )
+        started = time.perf_counter()
+        in_connection(lambda: experiment_outlook("checkout", settings, now))()
+        outlook_time = time.perf_counter() - started
     header = ["command", "benchmark", "baseline", "measured", "ratio", "target"]
-    row = [
-        "`.venv/bin/python bench/pages.py`",
-        f"experiment page, 3 arms, {args.days} days ({len(body) // 1024} KB of HTML)",
-        f"GET /experiments/{{id}} report {base * 1000:.0f} ms",
-        f"{measured * 1000:.0f} ms (median of {args.rounds})",
-        f"{measured / base:.2f}",
-        "page under 300 ms",
-    ]
-    print(table(header, [row]))
+    print(table(header, rows))
+    print(f"outlook of the same experiment, computed once: {outlook_time * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

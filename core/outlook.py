@@ -160,27 +160,37 @@ def simulate(start: Start, rates: np.ndarray, rng, horizon: int = HORIZON_DAYS) 
 
 def night(start: Start, futures: Futures, day: int, rng) -> np.ndarray:
     """The run at the end of simulated `day`: every future's winner check and next split."""
-    policy, arms = start.policy, len(start.names)
-    alpha = start.prior[0] + futures.counted[:, :, 1]
-    beta = start.prior[1] + futures.counted[:, :, 0] - futures.counted[:, :, 1]
-    draws = rng.beta(alpha[:, None, :], beta[:, None, :], size=(len(alpha), DRAWS, arms))
-    best = draws.argmax(axis=2) + arms * np.arange(len(alpha))[:, None]
-    wins = np.bincount(best.ravel(), minlength=arms * len(alpha)).reshape(len(alpha), arms)
-    probabilities = wins / DRAWS
-    leader = probabilities.argmax(axis=1)
-    top = probabilities[np.arange(len(leader)), leader]
-    remaining = value_remaining(draws, leader, top >= policy.winner_probability)
-    declared = (top >= policy.winner_probability) & (remaining < policy.value_remaining)
+    probabilities, checks = winner_checks(start, futures.counted, rng)
     number = day_number(start.last_day + timedelta(days=day + 1), start.first_day)
-    for i in range(len(alpha)):
-        check = WinnerCheck(int(leader[i]), float(top[i]), float(remaining[i]), bool(declared[i]))
+    for i, check in enumerate(checks):
         counts = [
             ArmCounts(n, 0.0, 0.0, int(futures.impressions[i, k]))
             for k, n in enumerate(start.names)
         ]
-        _, shares, _ = choose_rule(counts, number, start.archived, policy, probabilities[i], check)
-        futures.shares[i] = shares
-    return declared
+        rule = choose_rule(counts, number, start.archived, start.policy, probabilities[i], check)
+        futures.shares[i] = rule[1]
+    return np.array([check.declared for check in checks], dtype=bool)
+
+
+def winner_checks(start: Start, counted: np.ndarray, rng) -> tuple[np.ndarray, list]:
+    """P(best) per future and arm from DRAWS joint draws, and each future's WinnerCheck
+    (core.sampling.check_winner's rule, for all the futures at once)."""
+    policy, futures, arms = start.policy, len(counted), len(start.names)
+    alpha = start.prior[0] + counted[:, :, 1]
+    beta = start.prior[1] + counted[:, :, 0] - counted[:, :, 1]
+    draws = rng.beta(alpha[:, None, :], beta[:, None, :], size=(futures, DRAWS, arms))
+    best = draws.argmax(axis=2) + arms * np.arange(futures)[:, None]
+    wins = np.bincount(best.ravel(), minlength=arms * futures).reshape(futures, arms)
+    probabilities = wins / DRAWS
+    leader = probabilities.argmax(axis=1)
+    top = probabilities[np.arange(futures), leader]
+    remaining = value_remaining(draws, leader, top >= policy.winner_probability)
+    declared = (top >= policy.winner_probability) & (remaining < policy.value_remaining)
+    checks = [
+        WinnerCheck(int(leader[i]), float(top[i]), float(remaining[i]), bool(declared[i]))
+        for i in range(futures)
+    ]
+    return probabilities, checks
 
 
 def value_remaining(draws: np.ndarray, leader: np.ndarray, candidates: np.ndarray) -> np.ndarray:

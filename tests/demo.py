@@ -20,7 +20,8 @@ def shares_now(experiment_id: str, arms: list[str]) -> dict[str, float]:
 
 
 def live_days(settings, experiment_id: str, rates: dict, first: date, days: int, daily=3000):
-    """Post `days` days from `first` and run the nightly job after each; returns the runs."""
+    """Post `days` days from `first` and run the nightly job for this experiment after
+    each; returns the runs."""
     rng = np.random.default_rng(7)
     arms = list(rates)
     summaries = []
@@ -32,5 +33,6 @@ def live_days(settings, experiment_id: str, rates: dict, first: date, days: int,
             shown = round(daily * shares.get(arm, 0.0))
             rows.append((experiment_id, day, arm, shown, int(rng.binomial(shown, rate))))
         load(*rows)
-        summaries.append(run_at(datetime.combine(day, time(23, 50), UTC), settings))
+        at = datetime.combine(day, time(23, 50), UTC)
+        summaries.append(run_at(at, settings, experiment_id=experiment_id))
     return summaries
