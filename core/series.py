@@ -10,37 +10,34 @@ routers were served that day (core.splits.served_on) with its reason and run.
 
 P(best) here is by numerical integration on a coarser grid than the job's (no sampling
 noise, a year of days in milliseconds): a chart's value, not the published one, which the
-split's run stored. The splits are read as plain tuples (core.splits.allocation_series
-builds a model per row, most of a year-long page's time) and keep its fields.
+split's run stored.
 """
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from peewee import JOIN
+from peewee import fn
 
 from core.beta import beta_mean, credible_interval, exact_prob_best
-from core.db import as_utc
+from core.db import as_utc, database
 from core.experiments import find_experiment, load_state
 from core.sampling import Prior, posterior
-from core.schema import (
-    Allocation,
-    AllocationReason,
-    ArchivedVariant,
-    DailyMetric,
-    Experiment,
-    Run,
-    Variant,
-)
+from core.schema import Allocation, ArchivedVariant, DailyMetric, Experiment, Variant
+from core.served import SplitDay, served_splits, split_history
 from core.settings import PolicySettings, Settings
-from core.splits import LEGACY_REASON, ServedDay, publish_times, served_on
+from core.splits import publish_times
 
 # P(best) grid over all arms: the grid follows each posterior, so even 101 points an arm
 # are within 1e-4 of the job's 4001.
 SERIES_GRID_POINTS = 600
+CACHE_SIZE = 64  # experiments' series kept (a year of 3 arms is about a MB)
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -68,18 +65,6 @@ class ArmDay:
     probability_best: float | None  # None for an arm archived by that day
     share: float | None  # of the split served that day; None if it was not in it
     active: bool
-
-
-@dataclass(frozen=True)
-class SplitDay:
-    date: date  # the split's effective date
-    run_id: int
-    trigger: str | None
-    reason: str
-    explanation: str
-    served_from: datetime
-    from_start: bool
-    whole_day: bool
 
 
 @dataclass(frozen=True)
@@ -176,75 +161,6 @@ def counted(daily: np.ndarray, policy: PolicySettings) -> np.ndarray:
     return np.cumsum(daily, axis=0, dtype=np.float64)
 
 
-def split_history(experiment: Experiment, published: dict) -> list[dict]:
-    """Every stored split, oldest first, with the fields of core.splits.allocation_series."""
-    reasons = {
-        day: {"run_id": run, "reason": reason, "explanation": text}
-        for day, run, reason, text in AllocationReason.select(
-            AllocationReason.effective_date,
-            AllocationReason.run,
-            AllocationReason.reason,
-            AllocationReason.explanation,
-        )
-        .where(AllocationReason.experiment == experiment)
-        .tuples()
-    }
-    rows = (
-        Allocation.select(
-            Allocation.effective_date,
-            Allocation.run,
-            Variant.name,
-            Allocation.percentage,
-            Run.trigger,
-        )
-        .join(Variant)
-        .switch(Allocation)
-        .join(Run, JOIN.LEFT_OUTER)
-        .where(Allocation.experiment == experiment)
-        .order_by(Allocation.effective_date, Allocation.variant)
-        .tuples()
-    )
-    history: dict[date, dict] = {}
-    for day, run, name, percentage, trigger in rows:
-        if day not in history:
-            history[day] = {
-                "date": day,
-                "run_id": run,
-                "trigger": trigger,
-                "served_from": as_utc(published[day]),
-                **LEGACY_REASON,
-                **{k: v for k, v in reasons.get(day, {}).items() if k != "run_id"},
-                "allocations": [],
-            }
-        history[day]["allocations"].append({"variant_id": name, "percentage": percentage})
-    return list(history.values())
-
-
-def served_splits(history: list, published: dict, days: list[date], tz: ZoneInfo) -> dict:
-    """{day: (SplitDay, {variant id: share})} for each day routers got a published split."""
-    by_date = {item["date"]: item for item in history}
-    found = {}
-    for day in days:
-        served = served_on(published, day, tz)
-        if served is not None:
-            found[day] = split_of(by_date[served.split], served)
-    return found
-
-
-def split_of(item: dict, served: ServedDay) -> tuple[SplitDay, dict[str, float]]:
-    split = SplitDay(
-        item["date"],
-        item["run_id"],
-        item["trigger"],
-        item["reason"],
-        item["explanation"],
-        item["served_from"],
-        served.from_start,
-        served.whole_day,
-    )
-    return split, {a["variant_id"]: a["percentage"] / 100 for a in item["allocations"]}
-
-
 def probabilities_best(alpha: np.ndarray, beta: np.ndarray, active: list[bool]) -> list:
     """P(best) among the active arms (None for the others)."""
     picked = [k for k, on in enumerate(active) if on]
@@ -260,8 +176,43 @@ def probabilities_best(alpha: np.ndarray, beta: np.ndarray, active: list[bool]) 
 
 
 def experiment_series(experiment_id: str, settings: Settings) -> Series:
-    """The series of an experiment under its policy in effect now (call with a connection)."""
+    """The series of an experiment under its policy in effect now (call with a connection):
+    from the cache while nothing it depends on has changed (see `version`)."""
     experiment = find_experiment(experiment_id)
+    policy = load_policy(experiment, settings)
+    key = (database.database, experiment.id, version(experiment), policy, settings.sampling)
+    key += (settings.tz.key,)
+    with _cache_lock:
+        found = _cache.get(key)
+    if found is None:
+        found = build_series(experiment, policy, settings)
+        with _cache_lock:
+            _cache[key] = found
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return found
+
+
+def version(experiment: Experiment) -> tuple:
+    """What the series is computed from, in three aggregate queries: the posted rows (a
+    repost changes a count or its stamp), the stored splits (a republish writes new rows
+    and a new run) and the archived arms."""
+    posted = DailyMetric.select(
+        fn.COUNT(DailyMetric.id),
+        fn.MAX(DailyMetric.updated_at),
+        fn.SUM(DailyMetric.impressions),
+        fn.SUM(DailyMetric.clicks),
+    ).where(DailyMetric.experiment == experiment)
+    splits = Allocation.select(
+        fn.COUNT(Allocation.id), fn.MAX(Allocation.created_at), fn.MAX(Allocation.run)
+    ).where(Allocation.experiment == experiment)
+    archived = ArchivedVariant.select(
+        fn.COUNT(ArchivedVariant.id), fn.MAX(ArchivedVariant.archived_at)
+    ).where(ArchivedVariant.experiment == experiment)
+    return tuple(tuple(query.tuples().get()) for query in (posted, splits, archived))
+
+
+def build_series(experiment: Experiment, policy: PolicySettings, settings: Settings) -> Series:
     rows = posted_rows(experiment)
     published = publish_times(experiment)
     history = split_history(experiment, published)
@@ -271,9 +222,7 @@ def experiment_series(experiment_id: str, settings: Settings) -> Series:
     first, last = rows[0][0], rows[-1][0]
     day_list = [first + timedelta(days=d) for d in range((last - first).days + 1)]
     daily = daily_matrix(rows, arms, first, len(day_list))
-    counts = Counts(
-        daily, np.cumsum(daily, axis=0), counted(daily, load_policy(experiment, settings))
-    )
+    counts = Counts(daily, np.cumsum(daily, axis=0), counted(daily, policy))
     splits = served_splits(history, published, day_list, settings.tz)
     prior = Prior(settings.sampling.prior_alpha, settings.sampling.prior_beta)
     days = [day_of(i, day, arms, counts, splits.get(day), prior) for i, day in enumerate(day_list)]

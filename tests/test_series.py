@@ -11,7 +11,8 @@ from freezegun import freeze_time
 from core.beta import credible_interval, exact_prob_best
 from core.counts import aggregate_counts
 from core.experiments import find_experiment, find_variant, set_variant_archived
-from core.series import experiment_series, split_history
+from core.series import experiment_series
+from core.served import split_history
 from core.splits import allocation_series, publish_times
 from tests.helpers import load, run_at, utc
 
@@ -155,6 +156,24 @@ def test_each_day_carries_the_split_served_that_day(db, settings):
 
 def run_at_allocations(db) -> list[float]:
     return [row[0] for row in db.execute_sql("SELECT percentage FROM allocation ORDER BY id")]
+
+
+def test_the_series_follows_every_change_it_depends_on(db, settings):
+    three_days()
+    first = experiment_series("e1", settings)
+    assert experiment_series("e1", settings) is first  # nothing changed: the cached one
+    load(("e1", D3, "b", 40, 4))
+    posted = experiment_series("e1", settings)
+    assert arm(posted.days[-1], "b").impressions == 40
+    load(("e1", D3, "b", 40, 5))  # a repost of the same day
+    assert arm(experiment_series("e1", settings).days[-1], "b").clicks == 5
+    run_at(utc(2025, 12, 3, 23, 50), settings)
+    assert experiment_series("e1", settings).history
+    with freeze_time("2025-12-03 09:00:00"):
+        set_variant_archived(find_variant(find_experiment("e1"), "b"), True)
+    assert arm(experiment_series("e1", settings).days[-1], "b").active is False
+    windowed = experiment_series("e1", with_policy(settings, window_days=1))
+    assert arm(windowed.days[-1], "a").counted_impressions == 50
 
 
 def test_an_experiment_with_no_data_has_no_days(db, settings):
