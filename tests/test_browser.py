@@ -90,7 +90,8 @@ def build_site(db_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, browser):
+    """The site on a real uvicorn (after the browser: without one, nothing is built)."""
     db_path = tmp_path_factory.mktemp("site") / "bandit.db"
     build_site(db_path)
     processes = Processes()
