@@ -10,6 +10,7 @@ from api.errors import install_error_handlers
 from api.fastpath import AllocationApp
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
+from api.pages import Pages
 from api.routes import NO_KEYS_WARNING, router
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False
     app.include_router(router)
-    # Added last = runs first: a request without a key is refused before its body is read.
+    # Added last = runs first: a request without a key is refused before its body is read,
+    # and the pages (for browsers) come after both.
+    app.add_middleware(Pages, settings=app.state.settings)
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
     app.add_middleware(RequireApiKey, policy=app.state.access)
     install_openapi(app)

@@ -2,6 +2,8 @@
 scheduler.job: they open connections and transactions, and hold no SQL of their own."""
 
 import asyncio
+import csv
+import io
 from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -9,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.accept import preferred
 from api.errors import invalid
 from api.schemas import (
     AllocationOut,
@@ -17,13 +20,16 @@ from api.schemas import (
     ExperimentSummary,
     HealthOut,
     HistoryItem,
+    MetricRowOut,
+    OutlookOut,
     RecomputeIn,
     RunOut,
+    SeriesOut,
     SettingsIn,
     SettingsOut,
     StoredOut,
 )
-from core.db import database, write_transaction
+from core.db import database, utc_text, write_transaction
 from core.experiments import (
     change_settings,
     change_variant_archived,
@@ -32,7 +38,9 @@ from core.experiments import (
     set_experiment_archived,
     settings_view,
 )
+from core.outlook_report import experiment_outlook
 from core.report import experiment_detail, list_experiments
+from core.series import experiment_series, metrics_rows, series_json
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
 from ingest.metrics import queue_rows, rows_of
@@ -45,6 +53,8 @@ router = APIRouter()
 MAX_OFFSET = 1_000_000_000
 NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown experiment"}}
 INVALID = {422: {"model": ErrorOut, "description": "the message names the bad field"}}
+JSON_OR_CSV = ["application/json", "text/csv"]
+METRIC_COLUMNS = ["date", "variant_id", "impressions", "clicks", "updated_at"]
 NO_KEYS_WARNING = f"{API_KEYS_VARIABLE} is not set: anyone who can reach this server can write"
 
 
@@ -260,3 +270,58 @@ def healthz(request: Request, response: Response) -> HealthOut:
         auth=access.describe(),
         warnings=[] if access.enabled else [NO_KEYS_WARNING],
     )
+
+
+# --- series and posted metrics (issue 12) ----------------------------------------------
+
+
+@router.get(
+    "/experiments/{experiment_id}/series",
+    response_model=SeriesOut,
+    responses=NOT_FOUND,
+    tags=["read"],
+)
+def get_series(request: Request, experiment_id: str) -> dict:
+    """Day by day and per arm: counts posted, running totals, totals as the policy counts
+    them, rate with its 95% interval, P(best), and the split served that day."""
+    with database.connection_context():
+        return series_json(experiment_series(experiment_id, request.app.state.settings))
+
+
+@router.get(
+    "/experiments/{experiment_id}/metrics",
+    response_model=list[MetricRowOut],
+    responses=NOT_FOUND | {200: {"content": {"text/csv": {}}}},
+    tags=["read"],
+)
+def get_metrics(request: Request, experiment_id: str):
+    """The daily rows as posted, by day then arm; CSV with `Accept: text/csv`."""
+    with database.connection_context():
+        rows = metrics_rows(experiment_id)
+    if preferred(request.headers.get("accept"), JSON_OR_CSV) == "text/csv":
+        return Response(csv_text(rows), media_type="text/csv; charset=utf-8")
+    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    """The rows as CSV, a header line first; times as in the JSON (RFC 3339, Z)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(METRIC_COLUMNS)
+    for row in rows:
+        stamp = utc_text(row["updated_at"].replace(tzinfo=None))
+        writer.writerow([*(row[c] for c in METRIC_COLUMNS[:-1]), stamp])
+    return out.getvalue()
+
+
+@router.get(
+    "/experiments/{experiment_id}/outlook",
+    response_model=OutlookOut,
+    responses=NOT_FOUND,
+    tags=["read"],
+)
+def get_outlook(request: Request, experiment_id: str) -> dict:
+    """The coming days simulated under the experiment's own policy: when a winner would be
+    declared and the clicks gained over an equal split (seeded, cached; see the README)."""
+    with database.connection_context():
+        return experiment_outlook(experiment_id, request.app.state.settings, now())

@@ -106,6 +106,7 @@ def arm_stats(arm, alpha: float, beta: float, best: float | None, archived: bool
 def experiment_detail(experiment_id: str, settings: Settings, now: datetime) -> dict:
     experiment = find_experiment(experiment_id)
     stats = variant_stats(experiment, settings, now)
+    served = list(days_served(experiment, settings.tz))  # read once for both reports
     return {
         "experiment_id": experiment.name,
         "created_at": as_utc(experiment.created_at),
@@ -113,8 +114,8 @@ def experiment_detail(experiment_id: str, settings: Settings, now: datetime) -> 
         "variants": stats["variants"],
         "latest_allocation": latest_split(experiment),
         "winner": stats["winner"],
-        "sample_ratio": sample_ratio_report(experiment, settings.tz),
-        "value_delivered": value_delivered(experiment, stats["means"], settings.tz),
+        "sample_ratio": sample_ratio_report(served),
+        "value_delivered": value_delivered(served, stats["means"]),
         "settings": dataclasses.asdict(stats["state"].policy),
     }
 
@@ -190,11 +191,11 @@ def srm_day(day: date, result: SrmResult) -> dict:
     }
 
 
-def sample_ratio_report(experiment: Experiment, tz: ZoneInfo) -> dict:
+def sample_ratio_report(served_days: list) -> dict:
     """Days on which the split changed (a recompute during the day, or the first split
     arriving) are not checked: their traffic follows a mix of splits."""
     days = []
-    for day, observed, split, served in days_served(experiment, tz):
+    for day, observed, split, served in served_days:
         result = sample_ratio([observed.get(v, 0) for v in split], list(split.values()))
         if served.whole_day and result is not None:
             days.append(srm_day(day, result))
@@ -208,14 +209,14 @@ def sample_ratio_report(experiment: Experiment, tz: ZoneInfo) -> dict:
     }
 
 
-def value_delivered(experiment: Experiment, means: dict[int, float], tz: ZoneInfo) -> dict:
+def value_delivered(served_days: list, means: dict[int, float]) -> dict:
     """Clicks gained over an equal split: sum over days of the sum over arms of (impressions
     the arm was served - the day's impressions / K) times its posterior mean as of now.
     Counted from what was served, not from the planned shares, so a router that ignored
     the split gains nothing; over days begun under a published split (before the first,
     routers get an equal split)."""
     gained, days = 0.0, 0
-    for _, observed, split, served in days_served(experiment, tz):
+    for _, observed, split, served in served_days:
         arms = [v for v in split if v in means]
         if len(arms) < 2 or not served.from_start:
             continue
