@@ -216,11 +216,16 @@ def day_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tz).astimezone(UTC).replace(tzinfo=None)
 
 
+# The nightly publishes the next day's split a little before midnight (23:50 by default):
+# a split still in force this far into the day counts as the day's whole split.
+MOSTLY = 0.95
+
+
 @dataclass(frozen=True)
 class ServedDay:
     split: date  # the effective date of the split routers got
     from_start: bool  # in force when the day began (else first published during it)
-    whole_day: bool  # it alone was served from the day's start to its end
+    whole_day: bool  # it alone was served from the day's start until at least MOSTLY of it
 
 
 def served_on(published: dict[date, datetime], day: date, tz: ZoneInfo) -> ServedDay | None:
@@ -228,9 +233,10 @@ def served_on(published: dict[date, datetime], day: date, tz: ZoneInfo) -> Serve
     None when routers got no published split that day."""
     start, end = (day_start(d, tz) for d in (day, day + timedelta(days=1)))
     at_start = in_force_at(published, start)
-    at_end = max((d for d, at in published.items() if at < end), default=None)
+    mostly = start + (end - start) * MOSTLY
+    at_mostly = max((d for d, at in published.items() if at < mostly), default=None)
     if at_start is not None:
-        return ServedDay(at_start, True, at_start == at_end)
+        return ServedDay(at_start, True, at_start == at_mostly)
     during = sorted((at, d) for d, at in published.items() if start <= at < end)
     return ServedDay(during[0][1], False, False) if during else None
 

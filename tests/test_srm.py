@@ -268,3 +268,14 @@ def test_a_router_serving_an_even_split_delivers_nothing_over_it(client, setting
     body = client.get("/experiments/ctr_test").json()
     assert body["sample_ratio"]["suspect"] is True
     assert body["value_delivered"] == {"clicks_gained": 0.0, "days": 1}
+
+
+def test_a_day_is_checked_though_the_nightly_publishes_the_next_split_before_midnight(
+    client, settings
+):
+    equal_split_experiment(client, settings)
+    post_day(client, "2025-12-22", (700, 35), (300, 21))
+    run_at(utc(2025, 12, 22, 23, 50), settings)  # the next night's split, ten minutes early
+    report = client.get("/experiments/ctr_test").json()["sample_ratio"]
+    assert (report["checked_days"], report["suspect"]) == (1, True)
+    assert report["flagged_days"][0]["date"] == "2025-12-22"
