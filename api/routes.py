@@ -23,7 +23,8 @@ from api.schemas import (
     SettingsOut,
     StoredOut,
 )
-from core.db import database, write_transaction
+from core.db import database, storage_fault, write_transaction
+from core.db import health as storage_health
 from core.experiments import (
     change_settings,
     change_variant_archived,
@@ -249,12 +250,17 @@ def healthz(request: Request, response: Response) -> HealthOut:
             last = last_scheduled_success()
         status, db_state = "ok", "ok"
     except Exception as exc:  # any database failure is what this endpoint reports
-        status, db_state, last = "error", f"unreachable: {type(exc).__name__}", None
+        cause = storage_fault(exc) or type(exc).__name__
+        status, db_state, last = "error", f"unreachable: {cause}", None
         response.status_code = 503
+    degraded = storage_health.problems()
+    if degraded and status == "ok":
+        status = "degraded"
     access = request.app.state.access
     return HealthOut(
         status=status,
         database=db_state,
+        degraded=degraded,
         last_nightly_success=last,
         experiments_cached=len(request.app.state.cache),
         auth=access.describe(),

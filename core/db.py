@@ -4,21 +4,126 @@ WAL lets the web process read while the clock writes; synchronous=FULL makes an
 acknowledged write survive a power cut, not only a crash; writes begin IMMEDIATE so
 concurrent writers queue on the busy timeout instead of failing mid-transaction when a
 read lock cannot be upgraded.
+
+The file is pinned: open_database (core/migrations) records its device and inode, every
+later connection opens it in a mode that cannot create it, and every write transaction
+first checks that the path still names that file. A database moved, deleted or replaced
+under a running process is then a DatabaseFault naming the cause, never a new empty file
+that acknowledged writes would go to.
 """
 
+import contextlib
 import functools
 import logging
 import math
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from urllib.parse import quote
 
-from peewee import DatabaseError, Query, SqliteDatabase, fn
+from peewee import DatabaseError, Query, SqliteDatabase, _savepoint, fn
 from peewee import OperationalError as OperationalError  # re-exported: api handles it
 
 from core.settings import DatabaseSettings
 
-database = SqliteDatabase(None)
+log = logging.getLogger("bandit.db")
+
+
+class DatabaseFault(Exception):
+    """The database file cannot be used: missing, replaced, empty or corrupt. The message
+    names the file and the cause; nothing ever answers it by creating a new database."""
+
+
+class Savepoint(_savepoint):
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        # A full disk or an I/O error can make SQLite roll the whole transaction back; then
+        # ROLLBACK TO would fail and hide the real error behind "no such savepoint".
+        if exc_type is not None and not self.db.in_sqlite_transaction():
+            self.db.lost.error = exc_val
+            return None
+        return super().__exit__(exc_type, exc_val, exc_tb)
+
+
+class PinnedDatabase(SqliteDatabase):
+    """SqliteDatabase that keeps the real error when SQLite has already rolled back, and
+    checks on each new connection that the file is still the one pinned at start."""
+
+    path: str | None = None
+    identity: tuple[int, int] | None = None
+    lost = threading.local()  # the error that rolled this thread's transaction back
+
+    def in_sqlite_transaction(self) -> bool:
+        return not self.is_closed() and self.connection().in_transaction
+
+    def savepoint(self):
+        return Savepoint(self)
+
+    def rollback(self):
+        if self.in_sqlite_transaction():  # else "cannot rollback" would replace the cause
+            super().rollback()
+
+    def commit(self):
+        lost, self.lost.error = getattr(self.lost, "error", None), None
+        if lost is not None and not self.in_sqlite_transaction():
+            raise lost  # a savepoint's failure took the transaction: nothing to commit
+        super().commit()
+
+    def pin(self, path: str) -> None:
+        found = os.stat(path)
+        self.path, self.identity = path, (found.st_dev, found.st_ino)
+
+    def check_identity(self) -> None:
+        if self.identity is None:
+            return
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            self.fold_wal()
+            raise DatabaseFault(missing_message(self.path)) from None
+        if (found.st_dev, found.st_ino) != self.identity:
+            self.fold_wal()
+            raise DatabaseFault(replaced_message(self.path))
+
+    def fold_wal(self) -> None:
+        """Copy the committed writes from the WAL into the file this connection has open,
+        wherever it is now: the WAL is found by name, so a moved file would otherwise lose
+        them to the path's next user. Best effort: SQLite skips it on close."""
+        if not self.is_closed() and not self.in_sqlite_transaction():
+            with contextlib.suppress(sqlite3.Error, DatabaseError):
+                self.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _connect(self):
+        try:
+            conn = super()._connect()
+        except sqlite3.OperationalError:
+            self.check_identity()  # a missing file says so, not "unable to open"
+            raise
+        try:
+            self.check_identity()
+        except DatabaseFault:
+            conn.close()
+            raise
+        return conn
+
+
+def missing_message(path: str) -> str:
+    return (
+        f"database file {os.path.abspath(path)} is missing: it was moved or deleted while in"
+        " use; put it back (or restore a backup) and restart"
+    )
+
+
+def replaced_message(path: str) -> str:
+    return (
+        f"database file {os.path.abspath(path)} was replaced by another file since this"
+        " process opened it; restart to use the new one"
+    )
+
+
+database = PinnedDatabase(None)
 
 
 def _has_math_functions() -> bool:
@@ -48,12 +153,66 @@ def pragmas(settings: DatabaseSettings) -> dict:
     }
 
 
-def configure(settings: DatabaseSettings) -> SqliteDatabase:
-    """Point the shared database at a file (core.migrations.open_database also migrates)."""
+def uri(path: str, mode: str) -> str:
+    return f"file:{quote(os.path.abspath(path))}?mode={mode}"
+
+
+def configure(settings: DatabaseSettings, create: bool = False) -> SqliteDatabase:
+    """Point the shared database at a file (core.migrations.open_database also migrates
+    and pins it). Only `create` opens in a mode that makes a missing file."""
     if not database.is_closed():
         database.close()
-    database.init(settings.path, pragmas=pragmas(settings))
+    database.identity = None
+    mode = "rwc" if create else "rw"
+    database.init(uri(settings.path, mode), uri=True, pragmas=pragmas(settings))
+    database.path = settings.path
     return database
+
+
+# What a database error says about the storage, by SQLite's primary result code.
+STORAGE_FAULTS = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_IOERR: "disk I/O error",
+    sqlite3.SQLITE_CORRUPT: "the database file is corrupt",
+    sqlite3.SQLITE_NOTADB: "the database file is not a database",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+}
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception inside peewee's wrapper (peewee passes it as args[0])."""
+    inner = exc.args[0] if exc.args else None
+    return inner if isinstance(inner, sqlite3.Error) else exc
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """The storage cause of a database error (full, read-only, I/O, corrupt, missing) with
+    SQLite's own words, or None for any other error (a constraint, a busy lock, a bug)."""
+    if isinstance(exc, DatabaseFault):
+        return str(exc)
+    original = driver_error(exc)
+    cause = STORAGE_FAULTS.get(getattr(original, "sqlite_errorcode", -1) & 0xFF)
+    return f"{cause} ({original})" if cause else None
+
+
+class StorageHealth:
+    """This process's last storage fault, until a write transaction commits again."""
+
+    def __init__(self):
+        self.fault: str | None = None
+
+    def failed(self, cause: str) -> None:
+        if cause != self.fault:
+            log.error("storage fault: %s", cause)  # once per new cause, not per request
+        self.fault = cause
+
+    def problems(self) -> list[str]:
+        fault = self.fault
+        return [f"storage: {fault}"] if fault else []
+
+
+health = StorageHealth()
 
 
 def is_busy(exc: Exception) -> bool:
@@ -61,9 +220,35 @@ def is_busy(exc: Exception) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+@contextmanager
 def write_transaction():
-    """A transaction that takes the write lock up front."""
-    return database.atomic("IMMEDIATE")
+    """A transaction that takes the write lock up front, on the pinned file; a storage
+    fault is noted in `health` and a commit clears it."""
+    try:
+        database.check_identity()
+        with database.atomic("IMMEDIATE") as transaction:
+            yield transaction
+    except Exception as exc:
+        cause = storage_fault(exc)
+        if cause and database.transaction_depth() == 0:
+            health.failed(cause)
+        raise
+    if database.transaction_depth() == 0:
+        health.fault = None
+
+
+# Every error a query can raise: peewee's wrappers, the driver's own (a cursor's
+# executemany is not wrapped), and a file that is no longer the pinned one.
+DATABASE_ERRORS = (DatabaseError, sqlite3.DatabaseError, DatabaseFault)
+
+
+def integrity_problem() -> str | None:
+    """What PRAGMA quick_check finds wrong with the open database, or None."""
+    try:
+        rows = [row[0] for row in database.execute_sql("PRAGMA quick_check").fetchall()]
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows[:5])
 
 
 def read_transaction():

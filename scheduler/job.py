@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from core.db import database
+from core.db import DatabaseFault, database, integrity_problem
 from core.experiments import PolicyState, load_states
 from core.policy import next_effective_date
 from core.settings import Settings
@@ -109,6 +109,7 @@ def run_job(
             return None
         clock = clock_from(now)
         try:
+            check_integrity()
             with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
                 processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
                 raise_if_stopped(should_stop)
@@ -117,6 +118,14 @@ def run_job(
             status, error = record_failure(run_id, exc, clock())
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
+
+
+def check_integrity() -> None:
+    """PRAGMA quick_check before any work: a corrupt file fails the run, naming the damage,
+    instead of a publish that fails (or succeeds) on it half-way."""
+    problem = integrity_problem()
+    if problem:
+        raise DatabaseFault(f"integrity check failed before the run: {problem}")
 
 
 def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
