@@ -41,8 +41,10 @@ class Savepoint(_savepoint):
     def __exit__(self, exc_type, exc_val, exc_tb):
         # A full disk or an I/O error can make SQLite roll the whole transaction back; then
         # ROLLBACK TO would fail and hide the real error behind "no such savepoint".
+        if exc_type is not None:
+            self.db.note_fault(exc_val)
         if exc_type is not None and not self.db.in_sqlite_transaction():
-            self.db.lost.error = exc_val
+            self.db.local.lost = exc_val
             return None
         return super().__exit__(exc_type, exc_val, exc_tb)
 
@@ -53,7 +55,17 @@ class PinnedDatabase(SqliteDatabase):
 
     path: str | None = None
     identity: tuple[int, int] | None = None
-    lost = threading.local()  # the error that rolled this thread's transaction back
+    # Per thread: `lost`, the error that rolled its transaction back; `stale`, whether its
+    # connection opened the file read-only and must be opened again before the next write.
+    local = threading.local()
+
+    def note_fault(self, exc: BaseException) -> None:
+        """Tell /healthz about a storage fault; a read-only connection is opened again."""
+        cause = storage_fault(exc)
+        if cause:
+            health.failed(cause)
+            self.local.faulted = True
+            self.local.stale = is_read_only(exc)
 
     def in_sqlite_transaction(self) -> bool:
         return not self.is_closed() and self.connection().in_transaction
@@ -66,7 +78,7 @@ class PinnedDatabase(SqliteDatabase):
             super().rollback()
 
     def commit(self):
-        lost, self.lost.error = getattr(self.lost, "error", None), None
+        lost, self.local.lost = getattr(self.local, "lost", None), None
         if lost is not None and not self.in_sqlite_transaction():
             raise lost  # a savepoint's failure took the transaction: nothing to commit
         super().commit()
@@ -86,6 +98,15 @@ class PinnedDatabase(SqliteDatabase):
         if (found.st_dev, found.st_ino) != self.identity:
             self.fold_wal()
             raise DatabaseFault(replaced_message(self.path))
+
+    def reopen(self) -> None:
+        """A new connection in place of this thread's, peewee's context kept: SQLite opens a
+        write-protected file read-only, and that connection stays so once it is writable."""
+        with self._lock:
+            fresh = self._connect()
+            self._initialize_connection(fresh)
+            stale, self._state.conn = self._state.conn, fresh
+            stale.close()
 
     def fold_wal(self) -> None:
         """Copy the committed writes from the WAL into the file this connection has open,
@@ -186,13 +207,29 @@ def driver_error(exc: BaseException) -> BaseException:
     return inner if isinstance(inner, sqlite3.Error) else exc
 
 
+# SQLite's messages for those codes: an error raised at COMMIT carries no code attribute.
+STORAGE_MESSAGES = {
+    "database or disk is full": sqlite3.SQLITE_FULL,
+    "attempt to write a readonly database": sqlite3.SQLITE_READONLY,
+    "disk I/O error": sqlite3.SQLITE_IOERR,
+    "database disk image is malformed": sqlite3.SQLITE_CORRUPT,
+    "file is not a database": sqlite3.SQLITE_NOTADB,
+    "unable to open database file": sqlite3.SQLITE_CANTOPEN,
+}
+
+
+def is_read_only(exc: BaseException) -> bool:
+    return STORAGE_FAULTS[sqlite3.SQLITE_READONLY] in (storage_fault(exc) or "")
+
+
 def storage_fault(exc: BaseException) -> str | None:
     """The storage cause of a database error (full, read-only, I/O, corrupt, missing) with
     SQLite's own words, or None for any other error (a constraint, a busy lock, a bug)."""
     if isinstance(exc, DatabaseFault):
         return str(exc)
     original = driver_error(exc)
-    cause = STORAGE_FAULTS.get(getattr(original, "sqlite_errorcode", -1) & 0xFF)
+    code = getattr(original, "sqlite_errorcode", None) or STORAGE_MESSAGES.get(str(original), 0)
+    cause = STORAGE_FAULTS.get(code & 0xFF)
     return f"{cause} ({original})" if cause else None
 
 
@@ -222,18 +259,23 @@ def is_busy(exc: Exception) -> bool:
 
 @contextmanager
 def write_transaction():
-    """A transaction that takes the write lock up front, on the pinned file; a storage
-    fault is noted in `health` and a commit clears it."""
+    """A transaction that takes the write lock up front, on the pinned file. A storage
+    fault, also one a savepoint inside met, is noted in `health`; a clean commit clears it."""
+    top = database.transaction_depth() == 0
+    if top:
+        database.local.faulted = False
+        if getattr(database.local, "stale", False):
+            database.local.stale = False
+            database.reopen()
     try:
         database.check_identity()
         with database.atomic("IMMEDIATE") as transaction:
             yield transaction
     except Exception as exc:
-        cause = storage_fault(exc)
-        if cause and database.transaction_depth() == 0:
-            health.failed(cause)
+        if top:
+            database.note_fault(exc)
         raise
-    if database.transaction_depth() == 0:
+    if top and not database.local.faulted:
         health.fault = None
 
 

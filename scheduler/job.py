@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from core.db import DatabaseFault, database, integrity_problem
+from core.db import DatabaseFault, database, integrity_problem, storage_fault
 from core.experiments import PolicyState, load_states
 from core.policy import next_effective_date
 from core.settings import Settings
@@ -154,7 +154,10 @@ def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str
         log.warning("run %s cancelled before publishing", run_id)
         status, error = "cancelled", str(exc)
     else:
-        log.exception("run %s failed", run_id, exc_info=exc)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+        if storage_fault(exc):  # the cause says it all; a traceback would only repeat it
+            log.error("run %s failed: %s", run_id, error)
+        else:
+            log.exception("run %s failed", run_id, exc_info=exc)
     finish_run(run_id, now, status, 0, error)
     return status, error
