@@ -116,6 +116,10 @@ SETTINGS = (
             "A running job renews a lease on its `run` row every third of this (2 to 3600)."
             " A row whose lease ran out (its process died) is marked `failed`; while a lease"
             " is live, no second clock starts the same scheduled run."),
+    Setting("schedule", "retry_seconds", 600, Between(0, 86_400), "0 to 86400",
+            "How long a scheduled run keeps trying when another writer holds the write lock"
+            " (waiting 1 s, 2 s, 4 s ... up to a minute between tries) before it fails with"
+            " that reason in its row."),
     Setting("sampling", "samples", 10_000, Between(100, 1_000_000), "100 to 1000000",
             "Joint Monte Carlo draws per experiment (100 to 1,000,000)."),
     Setting("sampling", "prior_alpha", 1.0, Between(0, 1e6, low_open=True), "greater than 0",
