@@ -68,7 +68,8 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
         raise invalid("date", problem)
     # The writer thread stores it (sharing commits under load): no worker thread, no
     # connection per request.
-    result = await asyncio.wrap_future(queue_rows(rows_of(metrics)))
+    cap = request.app.state.settings.sampling.max_active_arms
+    result = await asyncio.wrap_future(queue_rows(rows_of(metrics), cap))
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(
@@ -231,8 +232,9 @@ def variant_archived(request: Request, experiment_id: str, variant_id: str, arch
     defaults = request.app.state.settings.policy
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
+        cap = request.app.state.settings.sampling.max_active_arms
         change_variant_archived(
-            experiment, find_variant(experiment, variant_id), archived, defaults
+            experiment, find_variant(experiment, variant_id), archived, defaults, cap
         )
         body = settings_view(experiment, defaults)
     request.app.state.cache.refresh()  # after the commit, so it sees the change

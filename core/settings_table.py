@@ -129,6 +129,11 @@ SETTINGS = (
     Setting("sampling", "workers", 1, Between(1, 64), "1 to 64",
             "Processes the nightly job spreads experiments over (1 to 64); results are"
             " identical for any number. At most the number of cores."),
+    Setting("sampling", "max_active_arms", 100, Between(2, 1_000), "2 to 1000",
+            "Most active (not archived) arms an experiment may have: a POST /data or bulk"
+            " load adding more, or an unarchive past it, is refused (422). The job and"
+            " `GET /experiments/{id}` hold `sampling.samples` x arms draws for one experiment"
+            " (8 MB at 100 arms and 10,000 samples)."),
     Setting("server", "host", "127.0.0.1", None, "", "Address the web process binds to."),
     Setting("server", "port", 8000, Between(1, 65_535), "1 to 65535",
             "Port the web process binds to."),

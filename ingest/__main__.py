@@ -21,10 +21,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings_or_exit()
     open_database(settings.database)
-    return 1 if load_paths(args.files, datetime.now(settings.tz).date()) else 0
+    today = datetime.now(settings.tz).date()
+    return 1 if load_paths(args.files, today, settings.sampling.max_active_arms) else 0
 
 
-def load_paths(paths: list[Path], today) -> bool:
+def load_paths(paths: list[Path], today, max_arms: int | None = None) -> bool:
     """Load each file on its own (all or nothing per file); return whether any failed."""
     failed = False
     for path in paths:
@@ -33,7 +34,7 @@ def load_paths(paths: list[Path], today) -> bool:
             failed = True
             continue
         with database.connection_context():
-            report = load_file(path, today)
+            report = load_file(path, today, max_arms)
         print_report(path, report)
         failed |= bool(report.errors)
     return failed
