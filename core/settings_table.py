@@ -143,6 +143,14 @@ SETTINGS = (
             "1024 to 67108864",
             "Request bodies larger than this (1 MiB) get 413, whether or not they declare a"
             " length."),
+    Setting("server", "header_timeout_seconds", 10, Between(1, 300), "1 to 300",
+            "A connection that has not sent a whole request's headers this long after it"
+            " opened (or after its last response) is closed: slow clients cannot hold"
+            " sockets."),
+    Setting("server", "max_connections", 1000, Between(1, 100_000), "1 to 100000",
+            "Connections the web process serves at once (uvicorn's `limit_concurrency`);"
+            " requests past it get 503. The open-file limit is raised to the hard limit at"
+            " start."),
     # The policy keys: defaults that each experiment can override (PUT .../settings).
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),

@@ -1,0 +1,94 @@
+"""Bounds on the web process's connections, which uvicorn leaves open-ended.
+
+- A client that opens a connection and never finishes sending a request's headers (a
+  slowloris) would hold its socket forever: uvicorn times out only idle keep-alive
+  connections. `bounded_protocol` closes a connection that has not started a request
+  within server.header_timeout_seconds of opening, or of its last response.
+- server.max_connections is uvicorn's limit_concurrency: past it, requests get a 503.
+- The open-file limit is raised to the hard limit at start, so sockets run out later.
+- When they do run out anyway, the event loop logs every failed accept; the asyncio
+  logger is filtered to one line per message per interval, with a count of the rest.
+"""
+
+import logging
+import resource
+import time
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+log = logging.getLogger("bandit.api")
+REPEAT_INTERVAL_S = 60.0
+
+
+def bounded_protocol(seconds: float, base: type = AutoHTTPProtocol) -> type:
+    """uvicorn's HTTP protocol class, closing a connection that starts no request for
+    `seconds`; a request in progress (a slow handler, a body arriving) is left alone."""
+
+    class HeaderTimeout(base):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._seen_cycle = None
+            self._watch = self.loop.call_later(seconds, self._check_progress)
+
+        def _check_progress(self) -> None:
+            cycle = self.cycle
+            waiting = cycle is None or cycle.response_complete
+            if waiting and cycle is self._seen_cycle:  # no new request since the last look
+                self.transport.close()
+                return
+            self._seen_cycle = cycle
+            self._watch = self.loop.call_later(seconds, self._check_progress)
+
+        def connection_lost(self, exc) -> None:
+            self._watch.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeout
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft open-file limit to the hard one; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # some systems refuse an unlimited hard limit
+        log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+        return soft
+    log.warning("open-file limit raised from %d to %d", soft, hard)
+    return hard
+
+
+class OncePerInterval(logging.Filter):
+    """Pass a message (by its first line) at most once per interval, and say how many
+    like it were held back in between."""
+
+    def __init__(self, interval_s: float = REPEAT_INTERVAL_S):
+        super().__init__()
+        self.interval_s = interval_s
+        self.last: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = record.getMessage().split("\n", 1)[0]
+        now = time.monotonic()
+        if now - self.last.get(key, -self.interval_s) < self.interval_s:
+            self.held[key] = self.held.get(key, 0) + 1
+            return False
+        self.last[key] = now
+        held = self.held.pop(key, 0)
+        if held:
+            record.msg, record.args = f"{key} ({held} more like it held back)", None
+            record.exc_info = None
+        return True
+
+
+def bound_connections(server) -> dict:
+    """What the process needs before uvicorn starts, and uvicorn's options for it."""
+    raise_open_file_limit()
+    logging.getLogger("asyncio").addFilter(OncePerInterval())
+    return {
+        "http": bounded_protocol(server.header_timeout_seconds),
+        "limit_concurrency": server.max_connections,
+    }
