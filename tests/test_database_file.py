@@ -3,6 +3,7 @@ refused with a message naming the cause, never answered with a new empty databas
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,20 +45,17 @@ def start_web(tmp_path, path=None):
 
 
 def free_port() -> int:
-    import socket
-
     with closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def filled(path, days: int = 40):
-    """A database at path holding `days` POSTs' rows (two a day), made by the app's code."""
-    settings_env = child_env(path)
+    """A database at path with two arms of 20 experiments for `days` days, by the app's code."""
     done = subprocess.run(
         [sys.executable, "-c", FILL.format(days=days)],
         cwd=ROOT,
-        env=settings_env,
+        env=child_env(path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -70,7 +68,6 @@ FILL = """
 from datetime import date, timedelta
 from core.migrations import open_database
 from core.settings import load_settings
-from core.db import database
 from ingest.metrics import MetricRow, store_rows
 open_database(load_settings().database)
 rows = [MetricRow(f"e{{e}}", date(2025, 1, 1) + timedelta(days=d), v, 100, 5)
