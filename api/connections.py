@@ -1,9 +1,10 @@
 """Bounds on the web process's connections, which uvicorn leaves open-ended.
 
 - A client that opens a connection and never finishes sending a request's headers (a
-  slowloris) would hold its socket forever: uvicorn times out only idle keep-alive
-  connections. `bounded_protocol` closes a connection that has not started a request
-  within server.header_timeout_seconds of opening, or of its last response.
+  slowloris), or stops half-way through a body, would hold its socket forever: uvicorn
+  times out only idle keep-alive connections. `bounded_protocol` closes a connection that
+  has not started a request within server.header_timeout_seconds of opening or of its
+  last response, or whose body has not moved for that long.
 - server.max_connections is uvicorn's limit_concurrency: past it, requests get a 503.
 - The open-file limit is raised to the hard limit at start, so sockets run out later.
 - When they do run out anyway, the event loop logs every failed accept; the asyncio
@@ -22,28 +23,43 @@ REPEAT_INTERVAL_S = 60.0
 
 def bounded_protocol(seconds: float, base: type = AutoHTTPProtocol) -> type:
     """uvicorn's HTTP protocol class, closing a connection that starts no request for
-    `seconds`; a request in progress (a slow handler, a body arriving) is left alone."""
+    `seconds`, or whose request body stops arriving for that long; a request the app is
+    working on (or reading slowly: the server has paused reading) is left alone."""
 
-    class HeaderTimeout(base):
+    class ClientTimeout(base):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            self._received = self._seen_received = 0
             self._seen_cycle = None
             self._watch = self.loop.call_later(seconds, self._check_progress)
 
+        def data_received(self, data: bytes) -> None:
+            self._received += len(data)
+            super().data_received(data)
+
         def _check_progress(self) -> None:
-            cycle = self.cycle
-            waiting = cycle is None or cycle.response_complete
-            if waiting and cycle is self._seen_cycle:  # no new request since the last look
+            if self._no_new_request() or self._body_stalled():
                 self.transport.close()
                 return
-            self._seen_cycle = cycle
+            self._seen_cycle, self._seen_received = self.cycle, self._received
             self._watch = self.loop.call_later(seconds, self._check_progress)
+
+        def _no_new_request(self) -> bool:
+            cycle = self.cycle
+            waiting = cycle is None or cycle.response_complete
+            return waiting and cycle is self._seen_cycle
+
+        def _body_stalled(self) -> bool:
+            cycle = self.cycle
+            reading = cycle is not None and not cycle.response_complete and cycle.more_body
+            idle = self._received == self._seen_received and not self.flow.read_paused
+            return reading and idle and cycle is self._seen_cycle
 
         def connection_lost(self, exc) -> None:
             self._watch.cancel()
             super().connection_lost(exc)
 
-    return HeaderTimeout
+    return ClientTimeout
 
 
 def raise_open_file_limit() -> int:

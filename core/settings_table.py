@@ -145,8 +145,8 @@ SETTINGS = (
             " length."),
     Setting("server", "header_timeout_seconds", 10, Between(1, 300), "1 to 300",
             "A connection that has not sent a whole request's headers this long after it"
-            " opened (or after its last response) is closed: slow clients cannot hold"
-            " sockets."),
+            " opened (or after its last response), or whose request body stops arriving"
+            " for this long, is closed: slow clients cannot hold sockets."),
     Setting("server", "max_connections", 1000, Between(1, 100_000), "1 to 100000",
             "Connections the web process serves at once (uvicorn's `limit_concurrency`);"
             " requests past it get 503. The open-file limit is raised to the hard limit at"

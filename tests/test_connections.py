@@ -72,6 +72,18 @@ def test_connections_that_never_finish_their_headers_are_closed(tmp_path, procs)
 
 
 @pytest.mark.processes
+def test_a_body_that_stops_arriving_is_closed_and_stores_nothing(tmp_path, procs):
+    web = start_web(procs, tmp_path, BANDIT_SERVER_HEADER_TIMEOUT_SECONDS=1)
+    with socket.create_connection((HOST, web.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"experiment_id": "slow", '
+        )
+        assert closed_by_server(sock)
+    assert get(web.port, "/allocation?experiment_id=slow") == 404
+
+
+@pytest.mark.processes
 def test_a_request_in_progress_is_not_cut_by_the_header_timeout(tmp_path, procs):
     web = start_web(procs, tmp_path, BANDIT_SERVER_HEADER_TIMEOUT_SECONDS=1)
     with closing(http.client.HTTPConnection(HOST, web.port, timeout=10)) as conn:
