@@ -99,6 +99,10 @@ def test_a_database_moved_or_deleted_under_a_running_web_is_a_503_never_a_new_fi
     assert not path.exists()
     if how == "move":  # every acknowledged row is in the moved file, the refused one is not
         assert stored_rows(moved) == 40
+    status, output = start_web(tmp_path)  # a restart does not start over either
+    assert status != 0
+    assert f"database file {path} is missing but {path}-wal is there" in output
+    assert not path.exists()
 
 
 @pytest.mark.processes
