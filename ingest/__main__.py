@@ -5,7 +5,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from core.db import database
+from core.db import DatabaseFault, database
 from core.migrations import open_database
 from core.settings import load_settings_or_exit
 from ingest.loader import load_file, print_report
@@ -20,7 +20,11 @@ def main(argv=None) -> int:
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     settings = load_settings_or_exit()
-    open_database(settings.database)
+    try:
+        open_database(settings.database)
+    except DatabaseFault as fault:  # missing, empty or corrupt: said plainly, no traceback
+        print(f"cannot use the database: {fault}", file=sys.stderr)
+        return 3
     today = datetime.now(settings.tz).date()
     return 1 if load_paths(args.files, today, settings.sampling.max_active_arms) else 0
 

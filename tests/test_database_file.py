@@ -201,10 +201,11 @@ def test_a_run_on_a_file_corrupted_since_start_fails_and_its_row_says_why(settin
 
 
 @pytest.mark.processes
-def test_the_clock_refuses_an_empty_database_file_in_one_line(tmp_path, procs):
+@pytest.mark.parametrize("command", [["scheduler", "run-once"], ["ingest", "rows.csv"]])
+def test_the_command_line_refuses_an_empty_database_file_in_one_line(tmp_path, procs, command):
     path = tmp_path / "bandit.db"
     path.write_bytes(b"")
-    clock = procs.start(["-m", "scheduler", "run-once"], child_env(path))
-    assert clock.wait(30) == 3
-    assert f"cannot use the database: database file {path} is empty (0 bytes)" in clock.output
-    assert "Traceback" not in clock.output
+    child = procs.start(["-m", *command], child_env(path))
+    assert child.wait(30) == 3
+    assert f"cannot use the database: database file {path} is empty (0 bytes)" in child.output
+    assert "Traceback" not in child.output
