@@ -117,20 +117,44 @@ def run_job(
             return None
         clock = clock_from(now)
         try:
-            check_integrity()
-            with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
-                processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
-                raise_if_stopped(should_stop)
-                retrying(
-                    lambda: publish(run_id, effective_date, spilled, processed, clock),
-                    f"publishing run {run_id}",
-                    retry,
-                    should_stop,
-                )
+            work = Work(run_id, experiment_id, effective_date, settings, clock, retry, should_stop)
+            processed = compute_and_publish(work)
         except Exception as exc:
             status, error = record_failure(run_id, exc, clock, retry)
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a started run computes and publishes, and how long it waits out a lock."""
+
+    run_id: int
+    experiment_id: str | None
+    effective_date: date
+    settings: Settings
+    clock: Clock
+    retry_s: float
+    should_stop: Callable[[], bool] | None
+
+
+def compute_and_publish(work: Work) -> int:
+    """Check the file, compute every experiment into a spill file, publish it (retrying a
+    held lock); return how many experiments were published."""
+    check_integrity()
+    lease = work.settings.schedule.lease_seconds
+    with lease_kept(work.run_id, lease, work.clock), tempfile.TemporaryFile() as spilled:
+        processed = compute(
+            work.experiment_id, work.effective_date, work.settings, spilled, work.should_stop
+        )
+        raise_if_stopped(work.should_stop)
+        retrying(
+            lambda: publish(work.run_id, work.effective_date, spilled, processed, work.clock),
+            f"publishing run {work.run_id}",
+            work.retry_s,
+            work.should_stop,
+        )
+    return processed
 
 
 def check_integrity() -> None:
