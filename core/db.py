@@ -65,6 +65,7 @@ def configure(settings: DatabaseSettings, create: bool = False) -> SqliteDatabas
     if not database.is_closed():
         database.close()
     database.identity = None
+    health.fault = None  # a fault belongs to the file it was met on
     mode = "rwc" if create else "rw"
     database.init(uri(settings.path, mode), uri=True, pragmas=pragmas(settings))
     database.path = settings.path
