@@ -96,6 +96,10 @@ SETTINGS = (
     Setting("database", "path", "bandit.db", lambda v: in_a_directory(v),
             "a file path in a directory that exists",
             "SQLite file shared by web and clock (relative to the working directory)."),
+    Setting("database", "create_if_missing", True, None, "",
+            "Make an empty database when `database.path` does not exist (a first start)."
+            " Set `false` once it exists: a missing file then stops every process at start"
+            " instead of starting empty; `python -m core init` makes one."),
     Setting("database", "busy_timeout_ms", 5000, Between(0, 600_000), "0 to 600000",
             "How long a writer waits for the write lock, in ms."),
     Setting("database", "synchronous", "FULL", OneOf(("OFF", "NORMAL", "FULL", "EXTRA")),

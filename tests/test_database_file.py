@@ -26,9 +26,9 @@ def stored_rows(path) -> int:
     return query(path, "SELECT count(*) FROM daily_metric")[0][0]
 
 
-def start_web(tmp_path, path=None):
+def start_web(tmp_path, path=None, **settings):
     """(exit status, output) of `python -m api` on the database at path, when it stops."""
-    env = child_env(path or tmp_path / "bandit.db", BANDIT_SERVER_PORT=free_port())
+    env = child_env(path or tmp_path / "bandit.db", BANDIT_SERVER_PORT=free_port(), **settings)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "api"],
@@ -209,3 +209,17 @@ def test_the_command_line_refuses_an_empty_database_file_in_one_line(tmp_path, p
     assert child.wait(30) == 3
     assert f"cannot use the database: database file {path} is empty (0 bytes)" in child.output
     assert "Traceback" not in child.output
+
+
+@pytest.mark.processes
+def test_with_create_if_missing_off_a_missing_database_is_refused_until_core_init(tmp_path, procs):
+    path = tmp_path / "bandit.db"
+    status, output = start_web(tmp_path, BANDIT_DATABASE_CREATE_IF_MISSING="false")
+    assert status != 0
+    assert f"database file {path} does not exist: database.create_if_missing is false" in output
+    assert not path.exists()
+    env = child_env(path, BANDIT_DATABASE_CREATE_IF_MISSING="false")
+    init = procs.start(["-m", "core", "init"], env)
+    assert init.wait(30) == 0
+    assert f"database ready: {path}" in init.output
+    assert procs.server(env).request("GET", "/healthz")[0] == 200

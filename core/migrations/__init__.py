@@ -61,15 +61,18 @@ def migrate(db, target: int | None = None) -> int:
         return max(version, target)
 
 
-def open_database(settings: DatabaseSettings):
+def open_database(settings: DatabaseSettings, create: bool | None = None):
     """Point the shared database at its file, pinned (core.db), checked with PRAGMA
     quick_check, its schema up to date; a file that cannot be used is a DatabaseFault.
 
-    A new database is made only when nothing of one is at the path: the first start of an
-    install. A `-wal` without its database means the file was moved or deleted, and an
-    empty file is no database; both are refused, never started over.
+    A new database is made only when nothing of one is at the path, and only when `create`
+    (by default database.create_if_missing) allows it: the first start of an install, or
+    `python -m core init`. A `-wal` without its database means the file was moved or
+    deleted, and an empty file is no database; both are refused, never started over.
     """
     if not os.path.exists(settings.path):
+        if not (settings.create_if_missing if create is None else create):
+            raise DatabaseFault(f"{where(settings)} does not exist: {NOT_CREATED}")
         create_database(settings)
     if os.path.getsize(settings.path) == 0:
         raise DatabaseFault(f"{where(settings)} is empty (0 bytes): {NOT_A_FRESH_START}")
@@ -84,6 +87,10 @@ def open_database(settings: DatabaseSettings):
     return db
 
 
+NOT_CREATED = (
+    "database.create_if_missing is false; restore it from a backup, or make an empty one"
+    " with python -m core init"
+)
 NOT_A_FRESH_START = (
     "not a database; restore it from a backup, or delete it to start with an empty one"
 )
