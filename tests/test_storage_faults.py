@@ -11,6 +11,9 @@ import subprocess
 
 import pytest
 
+from core.db import OperationalError, write_transaction
+from core.db import health as storage_health
+from core.schema import Experiment
 from tests.helpers import body
 from tests.processes import child_env, query, run_once
 
@@ -175,3 +178,16 @@ def test_a_run_that_meets_a_full_disk_fails_and_its_row_names_the_disk(small_dis
     assert status == "failed"
     assert error == "OperationalError: database or disk is full"
     assert child.output.count("database or disk is full") <= 3  # log, row, summary line
+
+
+def test_a_full_disk_inside_a_savepoint_keeps_sqlites_words_and_degrades_health(db):
+    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
+    db.execute_sql(f"PRAGMA max_page_count = {pages}")  # this connection's disk is full
+    full = pytest.raises(OperationalError, match=r"^database or disk is full$")
+    with write_transaction(), full, db.atomic():  # a savepoint, as each POST in a group
+        Experiment.insert_many([{"name": f"e{i:0100}"} for i in range(5000)]).execute()
+    assert storage_health.problems() == ["storage: the disk is full (database or disk is full)"]
+    db.execute_sql("PRAGMA max_page_count = 1073741823")
+    with write_transaction():
+        Experiment.create(name="fits")
+    assert storage_health.problems() == []
