@@ -19,6 +19,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 log = logging.getLogger("bandit.api")
 REPEAT_INTERVAL_S = 60.0
+MAX_REMEMBERED = 1000  # distinct messages held back at once
 
 
 def bounded_protocol(seconds: float, base: type = AutoHTTPProtocol) -> type:
@@ -92,12 +93,19 @@ class OncePerInterval(logging.Filter):
         if now - self.last.get(key, -self.interval_s) < self.interval_s:
             self.held[key] = self.held.get(key, 0) + 1
             return False
+        if len(self.last) >= MAX_REMEMBERED:  # messages that name a task or an address
+            self.forget_before(now - self.interval_s)
         self.last[key] = now
         held = self.held.pop(key, 0)
         if held:
             record.msg, record.args = f"{key} ({held} more like it held back)", None
             record.exc_info = None
         return True
+
+    def forget_before(self, moment: float) -> None:
+        for key in [k for k, seen in self.last.items() if seen < moment]:
+            del self.last[key]
+            self.held.pop(key, None)
 
 
 def bound_connections(server) -> dict:

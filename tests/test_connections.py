@@ -3,6 +3,7 @@ serves at most server.max_connections at once, raises its open-file limit, and l
 failed accept once per interval. Loopback only; every socket count and wait is bounded."""
 
 import http.client
+import logging
 import re
 import socket
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api.connections import OncePerInterval
 from tests.processes import HOST, child_env
 
 # Runs `python -m api` after setting its open-file limit, as a shell's ulimit would.
@@ -123,3 +125,18 @@ def test_accept_errors_when_sockets_run_out_are_logged_once_per_interval(tmp_pat
             stack.enter_context(socket.create_connection((HOST, web.port), timeout=10))
         time.sleep(3.5)  # asyncio tries again every second
     assert web.output.count("out of system resource") <= 1
+
+
+def test_a_repeated_log_message_passes_once_per_interval_with_a_count():
+    passed = OncePerInterval(interval_s=60)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)
+
+    accept = "socket.accept() out of system resource\nsocket: <fd=9>"
+    assert [passed.filter(record(accept)) for _ in range(5)] == [True] + [False] * 4
+    assert passed.filter(record("another message")) is True
+    passed.last = {key: seen - 61 for key, seen in passed.last.items()}  # a minute on
+    again = record(accept)
+    assert passed.filter(again) is True
+    assert again.getMessage() == "socket.accept() out of system resource (4 more like it held back)"
