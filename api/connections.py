@@ -2,7 +2,7 @@
 
 - A client that opens a connection and never finishes sending a request's headers (a
   slowloris), or stops half-way through a body, would hold its socket forever: uvicorn
-  times out only idle keep-alive connections. `bounded_protocol` closes a connection that
+  times out only idle keep-alive connections. `ClientTimeout` closes a connection that
   has not started a request within server.header_timeout_seconds of opening or of its
   last response, or whose body has not moved for that long.
 - server.max_connections is uvicorn's limit_concurrency: past it, requests get a 503.
@@ -17,50 +17,59 @@ import time
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from core.settings import load_settings
+
 log = logging.getLogger("bandit.api")
 REPEAT_INTERVAL_S = 60.0
 MAX_REMEMBERED = 1000  # distinct messages held back at once
 
 
-def bounded_protocol(seconds: float, base: type = AutoHTTPProtocol) -> type:
-    """uvicorn's HTTP protocol class, closing a connection that starts no request for
-    `seconds`, or whose request body stops arriving for that long; a request the app is
-    working on (or reading slowly: the server has paused reading) is left alone."""
+class ClientTimeout(AutoHTTPProtocol):
+    """uvicorn's HTTP protocol, closing a connection that starts no request for
+    server.header_timeout_seconds, or whose request body stops arriving for that long; a
+    request the app is working on (or reading slowly: the server has paused reading) is
+    left alone. uvicorn loads it by name in each worker process, which reads the setting
+    itself on its first connection."""
 
-    class ClientTimeout(base):
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._received = self._seen_received = 0
-            self._seen_cycle = None
-            self._watch = self.loop.call_later(seconds, self._check_progress)
+    timeout_s: float | None = None
 
-        def data_received(self, data: bytes) -> None:
-            self._received += len(data)
-            super().data_received(data)
+    @classmethod
+    def seconds(cls) -> float:
+        if cls.timeout_s is None:
+            cls.timeout_s = float(load_settings().server.header_timeout_seconds)
+        return cls.timeout_s
 
-        def _check_progress(self) -> None:
-            if self._no_new_request() or self._body_stalled():
-                self.transport.close()
-                return
-            self._seen_cycle, self._seen_received = self.cycle, self._received
-            self._watch = self.loop.call_later(seconds, self._check_progress)
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._received = self._seen_received = 0
+        self._seen_cycle = None
+        self._watch = self.loop.call_later(self.seconds(), self._check_progress)
 
-        def _no_new_request(self) -> bool:
-            cycle = self.cycle
-            waiting = cycle is None or cycle.response_complete
-            return waiting and cycle is self._seen_cycle
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
 
-        def _body_stalled(self) -> bool:
-            cycle = self.cycle
-            reading = cycle is not None and not cycle.response_complete and cycle.more_body
-            idle = self._received == self._seen_received and not self.flow.read_paused
-            return reading and idle and cycle is self._seen_cycle
+    def _check_progress(self) -> None:
+        if self._no_new_request() or self._body_stalled():
+            self.transport.close()
+            return
+        self._seen_cycle, self._seen_received = self.cycle, self._received
+        self._watch = self.loop.call_later(self.seconds(), self._check_progress)
 
-        def connection_lost(self, exc) -> None:
-            self._watch.cancel()
-            super().connection_lost(exc)
+    def _no_new_request(self) -> bool:
+        cycle = self.cycle
+        waiting = cycle is None or cycle.response_complete
+        return waiting and cycle is self._seen_cycle
 
-    return ClientTimeout
+    def _body_stalled(self) -> bool:
+        cycle = self.cycle
+        reading = cycle is not None and not cycle.response_complete and cycle.more_body
+        idle = self._received == self._seen_received and not self.flow.read_paused
+        return reading and idle and cycle is self._seen_cycle
+
+    def connection_lost(self, exc) -> None:
+        self._watch.cancel()
+        super().connection_lost(exc)
 
 
 def raise_open_file_limit() -> int:
@@ -112,7 +121,4 @@ def bound_connections(server) -> dict:
     """What the process needs before uvicorn starts, and uvicorn's options for it."""
     raise_open_file_limit()
     logging.getLogger("asyncio").addFilter(OncePerInterval())
-    return {
-        "http": bounded_protocol(server.header_timeout_seconds),
-        "limit_concurrency": server.max_connections,
-    }
+    return {"http": f"{__name__}:ClientTimeout", "limit_concurrency": server.max_connections}
