@@ -6,6 +6,7 @@ import sys
 import uvicorn
 
 from api.app import access_policy
+from api.connections import bound_connections
 from core.secrets import load_api_keys
 from core.settings import SettingsError, load_settings_or_exit
 
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_level="info",
+        **bound_connections(settings.server),
     )
     return 0
 

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from core.db import OperationalError, is_busy
+from core.db import DATABASE_ERRORS, is_busy, storage_fault
 from core.experiments import InvalidChange, UnknownExperiment
 
 log = logging.getLogger("bandit.api")
@@ -107,14 +107,22 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response("internal", "internal error; see the server log", 500)
 
 
-async def database_busy(request: Request, exc: OperationalError) -> JSONResponse:
-    """The write lock stayed taken past busy_timeout_ms (a long publish, a bulk load):
-    nothing was stored and the client may retry, so say so instead of a bare 500."""
-    if not is_busy(exc):
+STORAGE_RETRY_AFTER_S = "30"  # an operator must act (free space, fix a mount): not soon
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A busy lock or a storage fault is a 503 that names it (nothing was stored: a write
+    is one transaction), logged in one line; any other database error is a bug (500)."""
+    if is_busy(exc):
+        log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
+        message = "the database is busy with another write; nothing was stored, retry shortly"
+        return error_response("busy", message, 503, headers={"Retry-After": "1"})
+    cause = storage_fault(exc)
+    if cause is None:
         return await unexpected_error(request, exc)
-    log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
-    message = "the database is busy with another write; nothing was stored, retry shortly"
-    return error_response("busy", message, 503, headers={"Retry-After": "1"})
+    log.warning("%s %s: storage fault: %s", request.method, request.url.path, cause)
+    message = f"storage fault: {cause}; nothing was stored, retry later"
+    return error_response("storage", message, 503, headers={"Retry-After": STORAGE_RETRY_AFTER_S})
 
 
 async def unknown_experiment(request: Request, exc: UnknownExperiment) -> JSONResponse:
@@ -128,7 +136,8 @@ async def invalid_change(request: Request, exc: InvalidChange) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(OperationalError, database_busy)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(UnknownExperiment, unknown_experiment)
     app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(Exception, unexpected_error)

@@ -29,7 +29,8 @@ from api.schemas import (
     SettingsOut,
     StoredOut,
 )
-from core.db import database, utc_text, write_transaction
+from core.db import database, storage_fault, utc_text, write_transaction
+from core.db import health as storage_health
 from core.experiments import (
     change_settings,
     change_variant_archived,
@@ -77,7 +78,8 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
         raise invalid("date", problem)
     # The writer thread stores it (sharing commits under load): no worker thread, no
     # connection per request.
-    result = await asyncio.wrap_future(queue_rows(rows_of(metrics)))
+    cap = request.app.state.settings.sampling.max_active_arms
+    result = await asyncio.wrap_future(queue_rows(rows_of(metrics), cap))
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(
@@ -240,8 +242,9 @@ def variant_archived(request: Request, experiment_id: str, variant_id: str, arch
     defaults = request.app.state.settings.policy
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
+        cap = request.app.state.settings.sampling.max_active_arms
         change_variant_archived(
-            experiment, find_variant(experiment, variant_id), archived, defaults
+            experiment, find_variant(experiment, variant_id), archived, defaults, cap
         )
         body = settings_view(experiment, defaults)
     request.app.state.cache.refresh()  # after the commit, so it sees the change
@@ -259,12 +262,17 @@ def healthz(request: Request, response: Response) -> HealthOut:
             last = last_scheduled_success()
         status, db_state = "ok", "ok"
     except Exception as exc:  # any database failure is what this endpoint reports
-        status, db_state, last = "error", f"unreachable: {type(exc).__name__}", None
+        cause = storage_fault(exc) or type(exc).__name__
+        status, db_state, last = "error", f"unreachable: {cause}", None
         response.status_code = 503
+    degraded = storage_health.problems()
+    if degraded and status == "ok":
+        status = "degraded"
     access = request.app.state.access
     return HealthOut(
         status=status,
         database=db_state,
+        degraded=degraded,
         last_nightly_success=last,
         experiments_cached=len(request.app.state.cache),
         auth=access.describe(),

@@ -244,6 +244,9 @@ class ExperimentDetail(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: str
+    degraded: list[str] = Field(
+        default=[], description="why status is degraded: each reason names its cause"
+    )
     last_nightly_success: dt.datetime | None
     experiments_cached: int
     auth: str = Field(

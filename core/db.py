@@ -4,21 +4,28 @@ WAL lets the web process read while the clock writes; synchronous=FULL makes an
 acknowledged write survive a power cut, not only a crash; writes begin IMMEDIATE so
 concurrent writers queue on the busy timeout instead of failing mid-transaction when a
 read lock cannot be upgraded.
+
+The file is pinned and its faults named in core/storage.py.
 """
 
 import functools
 import logging
 import math
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from urllib.parse import quote
 
 from peewee import DatabaseError, Query, SqliteDatabase, fn
 from peewee import OperationalError as OperationalError  # re-exported: api handles it
 
 from core.settings import DatabaseSettings
+from core.storage import DatabaseFault, PinnedDatabase, health
+from core.storage import storage_fault as storage_fault  # re-exported: api names faults
 
-database = SqliteDatabase(None)
+database = PinnedDatabase(None)
 
 
 def _has_math_functions() -> bool:
@@ -48,11 +55,20 @@ def pragmas(settings: DatabaseSettings) -> dict:
     }
 
 
-def configure(settings: DatabaseSettings) -> SqliteDatabase:
-    """Point the shared database at a file (core.migrations.open_database also migrates)."""
+def uri(path: str, mode: str) -> str:
+    return f"file:{quote(os.path.abspath(path))}?mode={mode}"
+
+
+def configure(settings: DatabaseSettings, create: bool = False) -> SqliteDatabase:
+    """Point the shared database at a file (core.migrations.open_database also migrates
+    and pins it). Only `create` opens in a mode that makes a missing file."""
     if not database.is_closed():
         database.close()
-    database.init(settings.path, pragmas=pragmas(settings))
+    database.identity = None
+    health.fault = None  # a fault belongs to the file it was met on
+    mode = "rwc" if create else "rw"
+    database.init(uri(settings.path, mode), uri=True, pragmas=pragmas(settings))
+    database.path = settings.path
     return database
 
 
@@ -61,9 +77,40 @@ def is_busy(exc: Exception) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+@contextmanager
 def write_transaction():
-    """A transaction that takes the write lock up front."""
-    return database.atomic("IMMEDIATE")
+    """A transaction that takes the write lock up front, on the pinned file. A storage
+    fault, also one a savepoint inside met, is noted in `health`; a clean commit clears it."""
+    top = database.transaction_depth() == 0
+    if top:
+        database.local.faulted = False
+        if getattr(database.local, "stale", False):
+            database.local.stale = False
+            database.reopen()
+    try:
+        database.check_identity()
+        with database.atomic("IMMEDIATE") as transaction:
+            yield transaction
+    except Exception as exc:
+        if top:
+            database.note_fault(exc)
+        raise
+    if top and not database.local.faulted:
+        health.fault = None
+
+
+# Every error a query can raise: peewee's wrappers, the driver's own (a cursor's
+# executemany is not wrapped), and a file that is no longer the pinned one.
+DATABASE_ERRORS = (DatabaseError, sqlite3.DatabaseError, DatabaseFault)
+
+
+def integrity_problem() -> str | None:
+    """What PRAGMA quick_check finds wrong with the open database, or None."""
+    try:
+        rows = [row[0] for row in database.execute_sql("PRAGMA quick_check").fetchall()]
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows[:5])
 
 
 def read_transaction():

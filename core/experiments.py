@@ -139,6 +139,17 @@ def active_arms(experiment: Experiment, state: PolicyState) -> int:
     return total - len(state.archived_variants)
 
 
+def arm_cap_problem(experiment: str, arms: int, cap: int | None) -> str | None:
+    """Why an experiment may not have this many active arms: the job and the report draw
+    samples x arms numbers for it, so the cap bounds their memory."""
+    if cap is None or arms <= cap:
+        return None
+    return (
+        f"experiment {experiment!r} would have {arms} active arms, more than"
+        f" sampling.max_active_arms ({cap}); archive arms it no longer needs first"
+    )
+
+
 def floor_problem(floor: float, arms: int) -> str | None:
     if arms * floor >= 1:
         return (
@@ -163,10 +174,14 @@ def change_settings(experiment: Experiment, changes: dict, defaults: PolicySetti
 
 
 def change_variant_archived(
-    experiment: Experiment, variant: Variant, archived: bool, defaults: PolicySettings
+    experiment: Experiment,
+    variant: Variant,
+    archived: bool,
+    defaults: PolicySettings,
+    max_arms: int | None = None,
 ) -> None:
     """Archive or restore an arm; call in a write transaction. The last active arm cannot
-    go, and an arm cannot come back if the floors would not fit."""
+    go, and an arm cannot come back if the floors would not fit or the arms' cap is met."""
     state = load_state(experiment.id, defaults)
     if (variant.id in state.archived_variants) != archived:
         arms = active_arms(experiment, state)
@@ -174,10 +189,18 @@ def change_variant_archived(
             raise InvalidChange(
                 "variant_id", "the last active arm cannot be archived; archive the experiment"
             )
-        problem = None if archived else floor_problem(state.policy.min_allocation, arms + 1)
-        if problem:
-            raise InvalidChange("variant_id", f"min_allocation {problem}")
+        if not archived:
+            restore_problem(experiment, state, arms + 1, max_arms)
     set_variant_archived(variant, archived)
+
+
+def restore_problem(experiment: Experiment, state: PolicyState, arms: int, cap) -> None:
+    problem = floor_problem(state.policy.min_allocation, arms)
+    if problem:
+        raise InvalidChange("variant_id", f"min_allocation {problem}")
+    problem = arm_cap_problem(experiment.name, arms, cap)
+    if problem:
+        raise InvalidChange("variant_id", problem)
 
 
 def settings_view(experiment: Experiment, defaults: PolicySettings) -> dict:

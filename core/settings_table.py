@@ -96,6 +96,10 @@ SETTINGS = (
     Setting("database", "path", "bandit.db", lambda v: in_a_directory(v),
             "a file path in a directory that exists",
             "SQLite file shared by web and clock (relative to the working directory)."),
+    Setting("database", "create_if_missing", True, None, "",
+            "Make an empty database when `database.path` does not exist (a first start)."
+            " Set `false` once it exists: a missing file then stops every process at start"
+            " instead of starting empty; `python -m core init` makes one."),
     Setting("database", "busy_timeout_ms", 5000, Between(0, 600_000), "0 to 600000",
             "How long a writer waits for the write lock, in ms."),
     Setting("database", "synchronous", "FULL", OneOf(("OFF", "NORMAL", "FULL", "EXTRA")),
@@ -116,6 +120,10 @@ SETTINGS = (
             "A running job renews a lease on its `run` row every third of this (2 to 3600)."
             " A row whose lease ran out (its process died) is marked `failed`; while a lease"
             " is live, no second clock starts the same scheduled run."),
+    Setting("schedule", "retry_seconds", 600, Between(0, 86_400), "0 to 86400",
+            "How long a scheduled run keeps trying when another writer holds the write lock"
+            " (waiting 1 s, 2 s, 4 s ... up to a minute between tries) before it fails with"
+            " that reason in its row."),
     Setting("sampling", "samples", 10_000, Between(100, 1_000_000), "100 to 1000000",
             "Joint Monte Carlo draws per experiment (100 to 1,000,000)."),
     Setting("sampling", "prior_alpha", 1.0, Between(0, 1e6, low_open=True), "greater than 0",
@@ -125,6 +133,11 @@ SETTINGS = (
     Setting("sampling", "workers", 1, Between(1, 64), "1 to 64",
             "Processes the nightly job spreads experiments over (1 to 64); results are"
             " identical for any number. At most the number of cores."),
+    Setting("sampling", "max_active_arms", 100, Between(2, 1_000), "2 to 1000",
+            "Most active (not archived) arms an experiment may have: a POST /data or bulk"
+            " load adding more, or an unarchive past it, is refused (422). The job and"
+            " `GET /experiments/{id}` hold `sampling.samples` x arms draws for one experiment"
+            " (8 MB at 100 arms and 10,000 samples)."),
     Setting("server", "host", "127.0.0.1", None, "", "Address the web process binds to."),
     Setting("server", "port", 8000, Between(1, 65_535), "1 to 65535",
             "Port the web process binds to."),
@@ -134,6 +147,14 @@ SETTINGS = (
             "1024 to 67108864",
             "Request bodies larger than this (1 MiB) get 413, whether or not they declare a"
             " length."),
+    Setting("server", "header_timeout_seconds", 10, Between(1, 300), "1 to 300",
+            "A connection that has not sent a whole request's headers this long after it"
+            " opened (or after its last response), or whose request body stops arriving"
+            " for this long, is closed: slow clients cannot hold sockets."),
+    Setting("server", "max_connections", 1000, Between(1, 100_000), "1 to 100000",
+            "Connections the web process serves at once (uvicorn's `limit_concurrency`);"
+            " requests past it get 503. The open-file limit is raised to the hard limit at"
+            " start."),
     # The policy keys: defaults that each experiment can override (PUT .../settings).
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.experiments import InvalidChange
 from ingest.metrics import MetricRow, StoreResult
 from ingest.quickcheck import QuickCheck
 from ingest.staging import Staging
@@ -147,11 +148,14 @@ def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
     return [f"line {line}: {problem}" for line, problem in sorted(problems, key=itemgetter(0))]
 
 
-def load_file(path: Path, today: date) -> LoadReport:
-    with Staging() as staging:
+def load_file(path: Path, today: date, max_arms: int | None = None) -> LoadReport:
+    with Staging(max_arms=max_arms) as staging:
         report = LoadReport(errors=validate_file(path, today, staging))
         if not report.errors:
-            report.stored = staging.store()
+            try:
+                report.stored = staging.store()
+            except InvalidChange as refused:  # the arms' cap; the transaction rolled back
+                report.errors = [refused.message]
     return report
 
 

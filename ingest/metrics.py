@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from peewee import EXCLUDED
+from peewee import EXCLUDED, fn
 
 from core.changes import mark_changed
 from core.db import bound, database, execute_many, prepared, slices
-from core.schema import DailyMetric, Experiment, Variant, utcnow
+from core.experiments import InvalidChange, arm_cap_problem
+from core.schema import ArchivedVariant, DailyMetric, Experiment, Variant, utcnow
 from ingest.group_commit import GroupCommit
 
 WRITES = GroupCommit()  # shared by every thread of this process
@@ -82,13 +83,33 @@ def variant_ids(experiment_pks: list[int]) -> dict[tuple[int, str], int]:
     return found
 
 
+def counts_by_experiment(model, experiment_pks: list[int]) -> dict[int, int]:
+    found = {}
+    for batch in slices(experiment_pks, LOOKUP_BATCH):
+        query = (
+            model.select(model.experiment, fn.COUNT(model.id))
+            .where(model.experiment.in_(batch))
+            .group_by(model.experiment)
+        )
+        found.update(query.tuples())
+    return found
+
+
+def active_arm_counts(experiment_pks: list[int]) -> dict[int, int]:
+    """Variants not archived, per experiment."""
+    variants = counts_by_experiment(Variant, experiment_pks)
+    archived = counts_by_experiment(ArchivedVariant, experiment_pks)
+    return {pk: variants.get(pk, 0) - archived.get(pk, 0) for pk in experiment_pks}
+
+
 class MetricWriter:
     """Resolves experiment and variant ids for a set of rows, then upserts the rows."""
 
-    def __init__(self):
+    def __init__(self, max_arms: int | None = None):
         self.experiment_ids: dict[str, int] = {}
         self.variant_ids: dict[tuple[int, str], int] = {}
         self.result = StoreResult()
+        self.max_arms = max_arms  # sampling.max_active_arms; None: no cap
 
     def resolve(self, pairs: list[tuple[str, str]]) -> None:
         """Ids of these (experiment, variant) names, in order of first appearance: the
@@ -114,6 +135,17 @@ class MetricWriter:
             execute_many(Variant.insert(experiment=values[0][0], name=values[0][1]), values)
             self.variant_ids.update(variant_ids(sorted({pk for pk, _ in values})))
             self.result.new_variants = missing
+            self.check_arm_cap(list(dict.fromkeys(e for e, _ in missing)))
+
+    def check_arm_cap(self, names: list[str]) -> None:
+        """Refuse (422, nothing stored) new arms that take an experiment past the cap."""
+        if self.max_arms is None:
+            return
+        arms = active_arm_counts([self.experiment_ids[n] for n in names])
+        for name in names:
+            problem = arm_cap_problem(name, arms[self.experiment_ids[name]], self.max_arms)
+            if problem:
+                raise InvalidChange("variants", problem)
 
     def upsert(self, rows: list[MetricRow]) -> None:
         self.resolve(list(dict.fromkeys((r.experiment_id, r.variant_id) for r in rows)))
@@ -163,22 +195,22 @@ def replacing(insert):
     )
 
 
-def store_rows(rows: list[MetricRow]) -> StoreResult:
+def store_rows(rows: list[MetricRow], max_arms: int | None = None) -> StoreResult:
     """Upsert all rows at once and wait for the commit: either every row lands or none does.
 
     Concurrent calls share a commit (ingest/group_commit.py); each is still all or nothing.
     """
-    return queue_rows(rows).result()
+    return queue_rows(rows, max_arms).result()
 
 
-def queue_rows(rows: list[MetricRow]) -> Future:
+def queue_rows(rows: list[MetricRow], max_arms: int | None = None) -> Future:
     """store_rows without waiting: a Future of its StoreResult (for async callers)."""
-    return WRITES.submit(lambda: upsert_in_transaction(rows))
+    return WRITES.submit(lambda: upsert_in_transaction(rows, max_arms))
 
 
-def upsert_in_transaction(rows: list[MetricRow]) -> StoreResult:
+def upsert_in_transaction(rows: list[MetricRow], max_arms: int | None = None) -> StoreResult:
     """The upsert itself, inside the caller's open write transaction (which commits it)."""
-    writer = MetricWriter()
+    writer = MetricWriter(max_arms)
     writer.upsert(rows)
     writer.mark_new_for_serving()
     return writer.result

@@ -44,8 +44,9 @@ class StagedMetric(Model):
 class Staging:
     """The staged rows of one file; the table exists inside `with Staging() as s:` only."""
 
-    def __init__(self, batch_size: int | None = None):
+    def __init__(self, batch_size: int | None = None, max_arms: int | None = None):
         self.batch_size = batch_size or BATCH_SIZE
+        self.max_arms = max_arms
         self.batch: list[tuple] = []
         self.duplicates: list[tuple[int, str]] = []  # (line, problem), in line order
         self.days: dict[date, str] = {}
@@ -82,7 +83,7 @@ class Staging:
         self.flush()
         pairs = staged_pairs()
         with write_transaction():
-            writer = MetricWriter()
+            writer = MetricWriter(self.max_arms)
             writer.upsert_selected(pairs, rows_with_ids(bound(utcnow())))
             writer.mark_new_for_serving()
         return writer.result

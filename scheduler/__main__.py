@@ -4,7 +4,7 @@ import argparse
 import logging
 import sys
 
-from core.db import database
+from core.db import DatabaseFault, database
 from core.experiments import experiment_exists
 from core.migrations import open_database
 from core.settings import load_settings_or_exit
@@ -28,7 +28,11 @@ def main(argv=None) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings_or_exit()
-    open_database(settings.database)
+    try:
+        open_database(settings.database)
+    except DatabaseFault as fault:  # missing, empty or corrupt: said plainly, no traceback
+        print(f"cannot use the database: {fault}", file=sys.stderr)
+        return 3
     if args.command == "clock":
         from scheduler.clock import run_clock  # APScheduler: not loaded for run-once
 

@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from core.db import database
 from core.policy import next_effective_date
 from core.settings import Settings
-from scheduler.job import run_job
-from scheduler.runs import Clock, last_scheduled_success, real_now
+from scheduler.job import RunSummary, run_job
+from scheduler.runs import Clock, last_scheduled_success, real_now, scheduled_time_tried
 
 log = logging.getLogger("bandit.clock")
 
@@ -51,15 +52,46 @@ def last_success() -> datetime | None:
 
 
 def run_scheduled(settings: Settings, trigger: str, fire: datetime, now: datetime, stop=None):
-    """Run the job for one scheduled time, unless another process holds or did that time."""
-    return run_job(
-        now,
-        settings,
-        trigger,
-        effective_date=next_effective_date(fire, settings.tz),
-        scheduled_for=fire,
-        should_stop=stop.is_set if stop is not None else None,
-    )
+    """Run the job for one scheduled time, unless another process holds or did that time.
+    A run that could not even start (the lock stayed taken through its retries, the file
+    is gone) is logged here and left to the periodic check: the clock keeps going."""
+    try:
+        return run_job(
+            now,
+            settings,
+            trigger,
+            effective_date=next_effective_date(fire, settings.tz),
+            scheduled_for=fire,
+            should_stop=stop.is_set if stop is not None else None,
+        )
+    except Exception as exc:
+        log.error("the run due at %s could not start: %s: %s", fire, type(exc).__name__, exc)
+        return None
+
+
+CHECK_EVERY_S = 60
+
+
+def unattempted(fire: datetime, now: datetime, started: datetime) -> bool:
+    """Whether a scheduled time came while this clock ran, long enough ago for the cron
+    job to have started it, and no run row holds it (what happened to it is not known)."""
+    if fire < started or (now - fire).total_seconds() < CHECK_EVERY_S:
+        return False
+    with database.connection_context():
+        return not scheduled_time_tried(fire)
+
+
+def check_missed(
+    settings: Settings, started: datetime, stop=None, now: datetime | None = None
+) -> RunSummary | None:
+    """Run a scheduled time this clock let pass without a row (a lock through every retry,
+    a paused process past the misfire grace); the periodic job, every CHECK_EVERY_S."""
+    now = now or real_now()
+    fire = last_fire_time(now, *settings.run_hour_minute, settings.tz)
+    if not unattempted(fire, now, started):
+        return None
+    log.warning("the run due at %s never started; running it now", fire.isoformat())
+    return run_scheduled(settings, "catch_up", fire, now, stop)
 
 
 def nightly(
@@ -111,6 +143,14 @@ def build_scheduler(settings: Settings, stop: threading.Event | None = None) -> 
         replace_existing=True,
         # A run delayed by a busy or paused process should still happen, once.
         misfire_grace_time=settings.schedule.misfire_grace_seconds,
+        coalesce=True,
+        max_instances=1,
+    )
+    scheduler.add_job(
+        check_missed,
+        IntervalTrigger(seconds=CHECK_EVERY_S),
+        args=[settings, real_now(), stop],
+        id="check_missed",
         coalesce=True,
         max_instances=1,
     )

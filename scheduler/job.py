@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from core.db import database
+from core.db import DatabaseFault, database, integrity_problem, is_busy, storage_fault
 from core.experiments import PolicyState, load_states
 from core.policy import next_effective_date
 from core.settings import Settings
@@ -26,6 +26,7 @@ from scheduler.runs import (
     lease_kept,
     mark_succeeded,
     raise_if_stopped,
+    retrying,
     start_run,
     until_stopped,
 )
@@ -102,21 +103,66 @@ def run_job(
     """
     effective_date = effective_date or next_effective_date(now, settings.tz)
     lease = settings.schedule.lease_seconds
+    # A scheduled run waits out a long lock; a manual one's caller is there to retry.
+    retry = settings.schedule.retry_seconds if scheduled_for else 0
     with database.connection_context():
-        run_id = start_run(now, trigger, effective_date, experiment_id, lease, scheduled_for)
+        run_id = retrying(
+            lambda: start_run(now, trigger, effective_date, experiment_id, lease, scheduled_for),
+            "starting the run",
+            retry,
+            should_stop,
+        )
         if run_id is None:
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
         clock = clock_from(now)
         try:
-            with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
-                processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
-                raise_if_stopped(should_stop)
-                publish(run_id, effective_date, spilled, processed, clock)
+            work = Work(run_id, experiment_id, effective_date, settings, clock, retry, should_stop)
+            processed = compute_and_publish(work)
         except Exception as exc:
-            status, error = record_failure(run_id, exc, clock())
+            status, error = record_failure(run_id, exc, clock, retry)
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a started run computes and publishes, and how long it waits out a lock."""
+
+    run_id: int
+    experiment_id: str | None
+    effective_date: date
+    settings: Settings
+    clock: Clock
+    retry_s: float
+    should_stop: Callable[[], bool] | None
+
+
+def compute_and_publish(work: Work) -> int:
+    """Check the file, compute every experiment into a spill file, publish it (retrying a
+    held lock); return how many experiments were published."""
+    check_integrity()
+    lease = work.settings.schedule.lease_seconds
+    with lease_kept(work.run_id, lease, work.clock), tempfile.TemporaryFile() as spilled:
+        processed = compute(
+            work.experiment_id, work.effective_date, work.settings, spilled, work.should_stop
+        )
+        raise_if_stopped(work.should_stop)
+        retrying(
+            lambda: publish(work.run_id, work.effective_date, spilled, processed, work.clock),
+            f"publishing run {work.run_id}",
+            work.retry_s,
+            work.should_stop,
+        )
+    return processed
+
+
+def check_integrity() -> None:
+    """PRAGMA quick_check before any work: a corrupt file fails the run, naming the damage,
+    instead of a publish that fails (or succeeds) on it half-way."""
+    problem = integrity_problem()
+    if problem:
+        raise DatabaseFault(f"integrity check failed before the run: {problem}")
 
 
 def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
@@ -138,14 +184,35 @@ def publish(run_id: int, effective_date: date, spilled, processed: int, clock: C
     )
 
 
-def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str]:
+def record_failure(run_id: int, exc: Exception, clock: Clock, retried_s: float) -> tuple[str, str]:
     """End the run 'cancelled' or 'failed'; return that status and the error, which the
-    run's row and its summary both carry."""
+    run's row and its summary both carry. The row is written even through a lock that
+    outlasted the run's own retries; if even that fails, the log says so and the row is
+    marked abandoned once its lease runs out."""
+    status, error = failure_of(run_id, exc, retried_s)
+    try:
+        retrying(
+            lambda: finish_run(run_id, clock(), status, 0, error),
+            f"recording run {run_id} {status}",
+            max(retried_s, RECORD_RETRY_S),
+        )
+    except Exception as recording:
+        log.error("run %s %s, and its row could not say so: %s", run_id, status, recording)
+    return status, error
+
+
+RECORD_RETRY_S = 120  # a failed run's row outlasts a lock longer than its own retries
+
+
+def failure_of(run_id: int, exc: Exception, retried_s: float) -> tuple[str, str]:
     if isinstance(exc, RunCancelled):
         log.warning("run %s cancelled before publishing", run_id)
-        status, error = "cancelled", str(exc)
+        return "cancelled", str(exc)
+    error = f"{type(exc).__name__}: {exc}"
+    if is_busy(exc):
+        error = f"the write lock stayed taken through {retried_s:g} s of retries: {error}"
+    if storage_fault(exc) or is_busy(exc):  # the cause says it all; no traceback
+        log.error("run %s failed: %s", run_id, error)
     else:
         log.exception("run %s failed", run_id, exc_info=exc)
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    finish_run(run_id, now, status, 0, error)
-    return status, error
+    return "failed", error

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
-from core.db import as_utc, database, naive_utc, write_transaction
+from core.db import DATABASE_ERRORS, as_utc, database, is_busy, naive_utc, write_transaction
 from core.schema import Run
 
 Clock = Callable[[], datetime]  # returns an aware time
@@ -110,6 +110,11 @@ def scheduled_time_taken(scheduled_for: datetime) -> bool:
         .where((Run.scheduled_for == scheduled_for) & Run.status.in_(("running", "success")))
         .exists()
     )
+
+
+def scheduled_time_tried(scheduled_for: datetime) -> bool:
+    """Whether any run, in any state, was started for this scheduled time."""
+    return Run.select().where(Run.scheduled_for == naive_utc(scheduled_for)).exists()
 
 
 def start_run(
@@ -223,3 +228,29 @@ def until_stopped(items, should_stop):
 def raise_if_stopped(should_stop) -> None:
     if should_stop is not None and should_stop():
         raise RunCancelled("cancelled: the process was asked to stop before publishing")
+
+
+MAX_BACKOFF_S = 60.0
+
+
+def retrying(action: Callable, what: str, budget_s: float, should_stop=None):
+    """action() again while it fails on a busy write lock, waiting 1 s, 2 s, 4 s ... (at
+    most a minute) for up to budget_s in all; then the lock error is raised. A stop asked
+    for meanwhile ends the wait with RunCancelled."""
+    delay, waited = 1.0, 0.0
+    while True:
+        try:
+            return action()
+        except DATABASE_ERRORS as exc:
+            if not is_busy(exc) or waited + delay > budget_s:
+                raise
+            log.warning("%s: the database is locked (%s); again in %.0f s", what, exc, delay)
+        pause(delay, should_stop)
+        waited, delay = waited + delay, min(delay * 2, MAX_BACKOFF_S)
+
+
+def pause(seconds: float, should_stop) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        raise_if_stopped(should_stop)
+        time.sleep(min(left, 0.25))

@@ -104,7 +104,10 @@ def test_both_length_and_chunked_framing_is_refused_and_the_connection_closed(tm
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 ")
-    assert b"both Content-Length and Transfer-Encoding" in answer
+    # h11 hands the request to the app, whose middleware says why; httptools (uvicorn's
+    # choice when it is installed) refuses it in the parser. Both close the connection.
+    refusals = (b"both Content-Length and Transfer-Encoding", b"Invalid HTTP request received")
+    assert [text for text in refusals if text in answer] != []
     assert answer.count(b"HTTP/1.1 ") == 1  # the pipelined GET was never answered
     assert server.request("GET", "/allocation?experiment_id=ctr_test")[0] == 404
 

@@ -12,13 +12,19 @@ that runner is not used because it records names in its own table, and databases
 field record numbers in schema_version.
 """
 
+import dataclasses
 import importlib
+import logging
+import os
 import pkgutil
 
+from peewee import DatabaseError
 from playhouse.migrate import SchemaMigrator
 
-from core.db import configure
+from core.db import DatabaseFault, configure, integrity_problem, storage_fault
 from core.settings import DatabaseSettings
+
+log = logging.getLogger("bandit.db")
 
 
 def load_steps() -> list:
@@ -55,9 +61,72 @@ def migrate(db, target: int | None = None) -> int:
         return max(version, target)
 
 
-def open_database(settings: DatabaseSettings):
-    """Point the shared database at a file and bring its schema up to date."""
+def open_database(settings: DatabaseSettings, create: bool | None = None):
+    """Point the shared database at its file, pinned (core.db), checked with PRAGMA
+    quick_check, its schema up to date; a file that cannot be used is a DatabaseFault.
+
+    A new database is made only when nothing of one is at the path, and only when `create`
+    (by default database.create_if_missing) allows it: the first start of an install, or
+    `python -m core init`. A `-wal` without its database means the file was moved or
+    deleted, and an empty file is no database; both are refused, never started over.
+    """
+    if not os.path.exists(settings.path):
+        if not (settings.create_if_missing if create is None else create):
+            raise DatabaseFault(f"{where(settings)} does not exist: {NOT_CREATED}")
+        create_database(settings)
+    if os.path.getsize(settings.path) == 0:
+        raise DatabaseFault(f"{where(settings)} is empty (0 bytes): {NOT_A_FRESH_START}")
     db = configure(settings)
-    with db.connection_context():
-        migrate(db)
+    try:
+        with db.connection_context():
+            db.pin(settings.path)
+            version = checked_and_migrated(db, settings)
+    except (DatabaseError, OSError) as exc:
+        raise DatabaseFault(f"{where(settings)}: {storage_fault(exc) or exc}") from exc
+    log.warning("using %s (schema version %d)", where(settings), version)
     return db
+
+
+NOT_CREATED = (
+    "database.create_if_missing is false; restore it from a backup, or make an empty one"
+    " with python -m core init"
+)
+NOT_A_FRESH_START = (
+    "not a database; restore it from a backup, or delete it to start with an empty one"
+)
+
+
+def where(settings: DatabaseSettings) -> str:
+    return f"database file {os.path.abspath(settings.path)}"
+
+
+def checked_and_migrated(db, settings: DatabaseSettings) -> int:
+    problem = integrity_problem()
+    if problem:
+        raise DatabaseFault(f"{where(settings)} failed its integrity check: {problem}")
+    return migrate(db)
+
+
+def create_database(settings: DatabaseSettings) -> None:
+    """Build a new database beside the path and link it into place, so that a second
+    process starting at the same moment finds a whole database or none, never an empty
+    file; if that process linked first, its database is the one used."""
+    leftover = next(
+        (f for f in (f"{settings.path}-wal", f"{settings.path}-shm") if os.path.exists(f)), None
+    )
+    if leftover:
+        raise DatabaseFault(
+            f"{where(settings)} is missing but {leftover} is there: the database was moved"
+            " or deleted; put it back (or restore a backup)"
+        )
+    fresh = dataclasses.replace(settings, path=f"{settings.path}.new-{os.getpid()}")
+    db = configure(fresh, create=True)
+    with db.connection_context():  # closing the last connection folds the WAL in
+        migrate(db)
+    try:
+        os.link(fresh.path, settings.path)
+        log.warning("created a new empty database: %s", where(settings))
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(fresh.path)
