@@ -134,6 +134,13 @@ SETTINGS = (
             "1024 to 67108864",
             "Request bodies larger than this (1 MiB) get 413, whether or not they declare a"
             " length."),
+    Setting("server", "workers", 1, Between(1, 64), "1 to 64",
+            "Web processes on this host, sharing the port (1 to 64); each keeps its own copy"
+            " of the served splits, and a publish by any of them is served by all within"
+            " `refresh_ms`."),
+    Setting("server", "access_log", False, None, "",
+            "Log a line per request (uvicorn's access log). Off by default: on the hot read"
+            " path it costs more than the answer."),
     # The policy keys: defaults that each experiment can override (PUT .../settings).
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),
