@@ -24,10 +24,11 @@ async def lifespan(app: FastAPI):
     if not app.state.access.enabled:
         log.warning(NO_KEYS_WARNING)
     open_database(settings.database)
-    app.state.cache.refresh()
+    # The first load runs in the refresher, so the port is bound while it reads (seconds
+    # at 200,000 experiments); reads of the cache wait for it (see api/routes.py).
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
     refresher.start()
-    log.info("serving %d experiments from %s", len(app.state.cache), settings.database.path)
+    log.info("loading the served splits from %s", settings.database.path)
     yield
     refresher.stop()
 

@@ -1,58 +1,117 @@
-"""The hot read path: GET /allocation bodies, encoded once per publish (core.splits), kept
-in memory.
+"""The hot read path's memory: every served body with its headers, in one immutable
+snapshot that a refresh replaces by swapping one reference.
 
-A background thread asks the database only for experiments whose version moved past the
-last one seen (an indexed query that usually returns nothing), so a publish by the clock
-or another worker is served within refresh_ms without a query per request.
+A refresh reads what changed since the snapshot's version (core.served: one consistent
+read transaction, so one run's publish is all in or all out) and builds the next snapshot
+beside the current one, without holding any lock readers or writers wait on; only the
+compare-and-swap of the reference is locked. A request reads `cache.snapshot` once, so it
+never sees two runs mixed across experiments. The refresher thread polls every refresh_ms,
+and the first load runs there too, so the port is bound and /healthz answers while it runs.
 """
 
+import gzip
 import logging
 import threading
+from dataclasses import dataclass
 
-from api.fastpath import query_key, response_headers
+from api.fastpath import Served, etag_of, header, query_key, served
+from core import testhooks
 from core.db import database
-from core.splits import bodies_since
+from core.served import bodies_since
 
 log = logging.getLogger("bandit.cache")
+GZIP_LEVEL = 6
+VARY = (b"vary", b"accept-encoding")
+
+
+def accepts_gzip(accept_encoding: bytes | None) -> bool:
+    if not accept_encoding:
+        return False
+    for coding in accept_encoding.lower().split(b","):
+        name, _, params = coding.strip().partition(b";")
+        if name.strip() in (b"gzip", b"*"):
+            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
+    return False
+
+
+class Bulk:
+    """GET /allocations: every served split in one body, plain and (once compressed) gzip."""
+
+    def __init__(self, bodies: dict[str, bytes]):
+        # Sorted by id, so that every process builds the same bytes and the same ETag.
+        body = b'{"experiments":[' + b",".join(bodies[n] for n in sorted(bodies)) + b"]}"
+        self.plain = served(body, extra=(VARY,))
+        self.gzipped: Served | None = None
+
+    def compress(self) -> None:
+        packed = gzip.compress(self.plain.body, compresslevel=GZIP_LEVEL, mtime=0)
+        encoding = (b"content-encoding", b"gzip")
+        self.gzipped = served(packed, etag_of(self.plain.body, b"-gzip"), (VARY, encoding))
+
+    def pick(self, scope) -> Served:
+        if self.gzipped is not None and accepts_gzip(header(scope, b"accept-encoding")):
+            return self.gzipped
+        return self.plain
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    bodies: dict[str, bytes]  # experiment id -> GET /allocation body
+    by_query: dict[bytes, Served]  # exact query string of a plain GET /allocation
+    bulk: Bulk
+
+
+EMPTY = Snapshot(-1, {}, {}, Bulk({}))
+
+
+def next_snapshot(base: Snapshot, changed: dict[str, bytes], version: int) -> Snapshot:
+    bodies, by_query = {**base.bodies, **changed}, dict(base.by_query)
+    for name, body in changed.items():
+        by_query[query_key(name)] = served(body)
+    return Snapshot(version, bodies, by_query, Bulk(bodies))
 
 
 class AllocationCache:
-    """Bodies with their headers, keyed by the exact query string of a plain request
-    (what the fast path in api/fastpath.py looks up); get() finds them by experiment id."""
+    """`snapshot` is None until the first load has finished (`loaded` is set then)."""
 
     def __init__(self):
-        self.encoded: dict[bytes, tuple[list, bytes]] = {}
-        self.version = -1
-        self._lock = threading.Lock()
+        self.snapshot: Snapshot | None = None
+        self.loaded = threading.Event()
+        self._swap = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.encoded)
+        return len(self.snapshot.bodies) if self.snapshot else 0
 
-    def get(self, experiment_id: str) -> bytes | None:
-        found = self.encoded.get(query_key(experiment_id))
-        return found[1] if found else None
-
-    def put(self, experiment_id: str, body: bytes) -> None:
-        # Readers in other threads see the old body or the new one: each store is atomic.
-        self.encoded[query_key(experiment_id)] = (response_headers(body), body)
+    def served_for(self, experiment_id: str) -> Served | None:
+        return self.snapshot.by_query.get(query_key(experiment_id)) if self.snapshot else None
 
     def refresh(self) -> int:
-        """Load what changed since the last refresh; return how many experiments."""
+        """Load what changed since the current snapshot and swap it in; how many changed."""
         if database.is_closed():  # the refresher thread holds its connection open
             with database.connection_context():
                 return self._refresh()
         return self._refresh()
 
     def _refresh(self) -> int:
-        with self._lock:
-            bodies, self.version = bodies_since(self.version)
-            for name, body in bodies.items():
-                self.put(name, body)
-        return len(bodies)
+        while True:
+            base = self.snapshot
+            changed, version = bodies_since(base.version if base else -1)
+            if base is not None and version <= base.version:
+                return 0
+            new = next_snapshot(base or EMPTY, changed, version)
+            with self._swap:
+                if self.snapshot is base:  # else another refresh swapped first: redo
+                    self.snapshot = new
+                    break
+        self.loaded.set()
+        new.bulk.compress()  # after the swap: the plain body is served meanwhile
+        return len(changed)
 
 
 class Refresher(threading.Thread):
-    """Calls cache.refresh() every interval until stopped; logs and retries on errors."""
+    """Loads the cache at once, then calls refresh() every interval until stopped; logs
+    and retries on errors."""
 
     def __init__(self, cache: AllocationCache, interval_s: float):
         super().__init__(name="allocation-refresher", daemon=True)
@@ -66,13 +125,19 @@ class Refresher(threading.Thread):
         # one that would happen after every request (each opens and closes its own).
         database.connect(reuse_if_open=True)
         try:
+            testhooks.pause("load")
+            self.refresh_logged()
+            log.info("serving %d experiments", len(self.cache))
             while not self.stopped.wait(self.interval_s):
-                try:
-                    self.cache.refresh()
-                except Exception:
-                    log.exception("allocation refresh failed; retrying")
+                self.refresh_logged()
         finally:
             database.close()
+
+    def refresh_logged(self) -> None:
+        try:
+            self.cache.refresh()
+        except Exception:
+            log.exception("allocation refresh failed; retrying")
 
     def stop(self) -> None:
         self.stopped.set()

@@ -69,6 +69,12 @@ class AllocationOut(BaseModel):
     }
 
 
+class AllocationsOut(BaseModel):
+    experiments: list[AllocationOut] = Field(
+        description="every served split, as GET /allocation gives it, sorted by experiment_id"
+    )
+
+
 class StoredOut(BaseModel):
     experiment_id: str
     date: dt.date
