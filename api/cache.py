@@ -10,14 +10,16 @@ and the first load runs there too, so the port is bound and /healthz answers whi
 """
 
 import gzip
+import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.fastpath import Served, etag_of, header, query_key, served
 from core import testhooks
+from core.assign import Assigner
 from core.db import database
-from core.served import bodies_since
+from core.served import Changed, bodies_since
 
 log = logging.getLogger("bandit.cache")
 GZIP_LEVEL = 6
@@ -37,9 +39,9 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
 class Bulk:
     """GET /allocations: every served split in one body, plain and (once compressed) gzip."""
 
-    def __init__(self, bodies: dict[str, bytes]):
+    def __init__(self, items: dict[str, bytes]):
         # Sorted by id, so that every process builds the same bytes and the same ETag.
-        body = b'{"experiments":[' + b",".join(bodies[n] for n in sorted(bodies)) + b"]}"
+        body = b'{"experiments":[' + b",".join(items[n] for n in sorted(items)) + b"]}"
         self.plain = served(body, extra=(VARY,))
         self.gzipped: Served | None = None
 
@@ -57,19 +59,28 @@ class Bulk:
 @dataclass(frozen=True)
 class Snapshot:
     version: int
-    bodies: dict[str, bytes]  # experiment id -> GET /allocation body
+    items: dict[str, bytes]  # experiment id -> its GET /allocations item
     by_query: dict[bytes, Served]  # exact query string of a plain GET /allocation
     bulk: Bulk
+    # Built on the first GET /assign of each experiment: most are never asked one by one.
+    assigners: dict[str, Assigner] = field(default_factory=dict)
+
+    def assigner(self, experiment_id: str) -> Assigner | None:
+        found = self.assigners.get(experiment_id)
+        if found is None and experiment_id in self.items:
+            assignment = json.loads(self.items[experiment_id])["assignment"]
+            found = self.assigners[experiment_id] = Assigner(experiment_id, assignment)
+        return found
 
 
 EMPTY = Snapshot(-1, {}, {}, Bulk({}))
 
 
-def next_snapshot(base: Snapshot, changed: dict[str, bytes], version: int) -> Snapshot:
-    bodies, by_query = {**base.bodies, **changed}, dict(base.by_query)
-    for name, body in changed.items():
+def next_snapshot(base: Snapshot, changed: Changed) -> Snapshot:
+    items, by_query = {**base.items, **changed.items}, dict(base.by_query)
+    for name, body in changed.bodies.items():
         by_query[query_key(name)] = served(body)
-    return Snapshot(version, bodies, by_query, Bulk(bodies))
+    return Snapshot(changed.version, items, by_query, Bulk(items))
 
 
 class AllocationCache:
@@ -81,7 +92,7 @@ class AllocationCache:
         self._swap = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.snapshot.bodies) if self.snapshot else 0
+        return len(self.snapshot.items) if self.snapshot else 0
 
     def served_for(self, experiment_id: str) -> Served | None:
         return self.snapshot.by_query.get(query_key(experiment_id)) if self.snapshot else None
@@ -96,17 +107,17 @@ class AllocationCache:
     def _refresh(self) -> int:
         while True:
             base = self.snapshot
-            changed, version = bodies_since(base.version if base else -1)
-            if base is not None and version <= base.version:
+            changed = bodies_since(base.version if base else -1)
+            if base is not None and changed.version <= base.version:
                 return 0
-            new = next_snapshot(base or EMPTY, changed, version)
+            new = next_snapshot(base or EMPTY, changed)
             with self._swap:
                 if self.snapshot is base:  # else another refresh swapped first: redo
                     self.snapshot = new
                     break
         self.loaded.set()
         new.bulk.compress()  # after the swap: the plain body is served meanwhile
-        return len(changed)
+        return len(changed.bodies)
 
 
 class Refresher(threading.Thread):

@@ -1,11 +1,12 @@
-"""The hot read path in front of FastAPI: GET (and HEAD) /allocation and /allocations
-answered with one dict lookup from the cache's current snapshot.
+"""The hot read path in front of FastAPI: GET (and HEAD) /allocation, /allocations and
+/assign answered from the cache's current snapshot.
 
 Routing, dependency injection and response classes cost more than uvicorn itself on these
 endpoints, so the app checks first whether a request is a plain one it can answer from
 memory: `GET /allocation?experiment_id=X` for an experiment it has, `GET /allocations`
-with no query. Bytes and headers (ETag, Cache-Control) were encoded when the split was
-published; If-None-Match gives a 304. Anything else (unknown experiment, `date=`, extra
+with no query, `GET /assign?experiment_id=X&unit_id=U` (hashed here, no database).
+Bytes and headers (ETag, Cache-Control) were encoded when the split was published;
+If-None-Match gives a 304. Anything else (unknown experiment, `date=`, extra
 parameters, percent-encoded ids, a cache still loading) goes to FastAPI, whose routes for
 the same paths stay declared: they document the endpoints in OpenAPI, give every error its
 usual JSON shape and answer known ones with the same bytes and headers (a test checks).
@@ -17,12 +18,16 @@ whose middleware answers 401.
 
 from dataclasses import dataclass
 from hashlib import blake2b
+from json.encoder import encode_basestring_ascii as quoted
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 
 ALLOCATION_PATH = "/allocation"
 BULK_PATH = "/allocations"
+ASSIGN_PATH = "/assign"
+FAST_PATHS = (ALLOCATION_PATH, BULK_PATH, ASSIGN_PATH)
+MAX_UNIT_LENGTH = 256
 QUERY_PREFIX = b"experiment_id="
 READ_METHODS = ("GET", "HEAD")
 # A copy is current for a second: every web process serves a publish within that. When
@@ -80,6 +85,43 @@ def respond(found: Served, scope) -> tuple[int, list, bytes]:
     return 200, found.ok, b"" if scope["method"] == "HEAD" else found.body
 
 
+def assign_query(query: bytes) -> tuple[str, str] | None:
+    """(experiment, unit) of a plain `experiment_id=X&unit_id=U`: in that order, each once,
+    nothing percent-encoded (FastAPI decodes the rest)."""
+    if not query.startswith(QUERY_PREFIX) or b"%" in query or b"+" in query:
+        return None
+    experiment, found, unit = query[len(QUERY_PREFIX) :].partition(b"&unit_id=")
+    if not found or not unit or b"&" in unit or b"&" in experiment:
+        return None
+    if len(unit) > MAX_UNIT_LENGTH or not unit.isascii():
+        return None
+    return experiment.decode(), unit.decode()
+
+
+def assignment_body(assigner, unit_id: str) -> bytes:
+    number = assigner.bucket(unit_id)
+    return (
+        f'{{"experiment_id":{quoted(assigner.experiment_id)},"unit_id":{quoted(unit_id)},'
+        f'"variant_id":{quoted(assigner.variant_at(number))},"bucket":{number},'
+        f'"seed":{quoted(assigner.seed)}}}'
+    ).encode()
+
+
+def assignment_response(assigner, unit_id: str, method: str) -> tuple[int, list, bytes]:
+    body = assignment_body(assigner, unit_id)
+    headers = [(b"content-length", b"%d" % len(body)), JSON, (b"cache-control", CACHE_CONTROL)]
+    return 200, headers, b"" if method == "HEAD" else body
+
+
+def assigned(snapshot, scope) -> tuple | None:
+    """GET /assign from memory: the arm of one unit, hashed here (bandit_client.bucket)."""
+    parsed = assign_query(scope["query_string"])
+    assigner = snapshot.assigner(parsed[0]) if parsed else None
+    if assigner is None:
+        return None
+    return assignment_response(assigner, parsed[1], scope["method"])
+
+
 async def send_response(send, status: int, headers: list, body: bytes) -> None:
     # Fresh message dicts: a server or wrapper may keep or change what it is sent.
     await send({"type": "http.response.start", "status": status, "headers": list(headers)})
@@ -91,21 +133,24 @@ class AllocationApp(FastAPI):
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in READ_METHODS:
-            found = self.from_memory(scope)
-            if found is not None:
-                await send_response(send, *respond(found, scope))
+            answer = self.from_memory(scope)
+            if answer is not None:
+                await send_response(send, *answer)
                 return
         await super().__call__(scope, receive, send)
 
-    def from_memory(self, scope) -> Served | None:
+    def from_memory(self, scope) -> tuple | None:
+        """(status, headers, body), or None to let FastAPI answer."""
         path, snapshot = scope["path"], self.state.cache.snapshot
-        if snapshot is None or path not in (ALLOCATION_PATH, BULK_PATH):
+        if snapshot is None or path not in FAST_PATHS or not self.may_read(scope, path):
             return None
+        if path == ASSIGN_PATH:
+            return assigned(snapshot, scope)
         if path == ALLOCATION_PATH:
             found = snapshot.by_query.get(scope["query_string"])
         else:
             found = None if scope["query_string"] else snapshot.bulk.pick(scope)
-        return found if found is not None and self.may_read(scope, path) else None
+        return None if found is None else respond(found, scope)
 
     def may_read(self, scope, path: str) -> bool:
         access = self.state.access

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import error_response, invalid
-from api.fastpath import respond
+from api.fastpath import MAX_UNIT_LENGTH, assignment_response, respond
 from api.schemas import (
     AllocationOut,
     AllocationsOut,
+    AssignOut,
     ErrorOut,
     ExperimentDetail,
     ExperimentSummary,
@@ -122,6 +123,28 @@ async def get_allocations(request: Request) -> Response:
     if cache is None:
         return still_loading()
     return encoded_response(cache.snapshot.bulk.pick(request.scope), request)
+
+
+@router.get(
+    "/assign", response_model=AssignOut, responses=NOT_FOUND | INVALID | LOADING, tags=["read"]
+)
+async def get_assign(
+    request: Request,
+    experiment_id: str = Query(examples=["ctr_test"]),
+    unit_id: str = Query(min_length=1, max_length=MAX_UNIT_LENGTH, examples=["user-42"]),
+) -> Response:
+    """The arm of one unit (user, session, request id) under the served split, hashed from
+    memory as the Router guide specifies: the same answer as the client module."""
+    cache = await loaded_cache(request)
+    if cache is None:
+        return still_loading()
+    assigner = cache.snapshot.assigner(experiment_id)
+    if assigner is None:
+        raise HTTPException(404, f"unknown experiment {experiment_id!r}")
+    status, headers, body = assignment_response(assigner, unit_id, request.method)
+    response = Response(body, status_code=status)
+    response.raw_headers = list(headers)
+    return response
 
 
 async def loaded_cache(request: Request):

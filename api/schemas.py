@@ -75,6 +75,14 @@ class AllocationsOut(BaseModel):
     )
 
 
+class AssignOut(BaseModel):
+    experiment_id: str
+    unit_id: str
+    variant_id: str = Field(description="the arm this unit is assigned to")
+    bucket: int = Field(description="the unit's bucket, 0 to 9999 (see the Router guide)")
+    seed: str = Field(description="the seed hashed with the unit")
+
+
 class StoredOut(BaseModel):
     experiment_id: str
     date: dt.date

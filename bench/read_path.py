@@ -52,10 +52,10 @@ def seed(db_path: Path, experiments: int) -> tuple[int, str]:
         datetime(2025, 12, 22, 23, 50, tzinfo=UTC), dataclasses.replace(settings, sampling=sampling)
     )
     with database.connection_context():
-        bodies, _ = bodies_since(-1)
+        changed = bodies_since(-1)
     database.close()
-    etag = Bulk(bodies).plain.etag.decode()
-    return round(statistics.mean(len(body) for body in bodies.values())), etag
+    etag = Bulk(changed.items).plain.etag.decode()
+    return round(statistics.mean(len(body) for body in changed.bodies.values())), etag
 
 
 def measure(server, paths: list, args) -> list:

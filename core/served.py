@@ -8,12 +8,15 @@ core.splits.computed_body's (a test compares them); ids are restricted to charac
 need no escaping, but every string goes through the json module's own escaper anyway.
 """
 
+from dataclasses import dataclass
 from itertools import groupby
 from json.encoder import encode_basestring_ascii as quoted
 
 from peewee import JOIN, fn
 
+from core.assign import assignment_json
 from core.db import database, read_transaction
+from core.policy import equal_split
 from core.schema import Allocation, AllocationReason, ArchivedVariant, Experiment, Run, Variant
 from core.splits import LEGACY_REASON, placeholder_body
 
@@ -82,6 +85,17 @@ def placeholder_rows(version: int):
     )
 
 
+def arm_rows(version: int):
+    """(experiment name, variant) of every arm of the changed experiments, archived ones
+    too, in the order they joined: the stable arm order of the assignment."""
+    return (
+        Variant.select(Experiment.name, Variant.name)
+        .join(Experiment)
+        .where(Experiment.version > version)
+        .order_by(Variant.experiment, Variant.id)
+    )
+
+
 def raw(query):
     """The driver's rows as they come: no peewee converter per value."""
     return database.execute(query)
@@ -94,6 +108,7 @@ class Encoder:
     def __init__(self, reasons: dict):
         self.reasons = reasons
         self.fragments: dict = {}
+        self.shares: dict[str, dict[str, float]] = {}  # experiment -> variant -> percentage
 
     def reason(self, experiment_pk) -> str:
         reason, explanation = self.reasons.get(experiment_pk, LEGACY_PAIR)
@@ -112,6 +127,7 @@ class Encoder:
 
     def body(self, rows: list) -> bytes:
         pk, name, day, _, _, _, run_id, published = rows[0]
+        self.shares[name] = {v: p for _, _, _, v, p, _, _, _ in rows}
         arms = ",".join(
             f'{{"variant_id":{quoted(v)},"percentage":{p!r},"probability":{q!r}}}'
             for _, _, _, v, p, q, _, _ in rows
@@ -129,19 +145,46 @@ def latest_version() -> int:
     return Experiment.select(fn.COALESCE(fn.MAX(Experiment.version), -1)).scalar()
 
 
-def bodies_since(version: int) -> tuple[dict[str, bytes], int]:
-    """The body of every experiment whose split changed after `version`, and the newest
-    version among them, from one consistent snapshot."""
+@dataclass(frozen=True)
+class Changed:
+    """What changed after a version: each experiment's GET /allocation body, and its
+    GET /allocations item (the same object with its "assignment" added)."""
+
+    bodies: dict[str, bytes]
+    items: dict[str, bytes]
+    version: int
+
+
+def placeholders(version: int, encoder: Encoder) -> dict[str, bytes]:
+    bodies = {}
+    for name, group in groupby(raw(placeholder_rows(version)), key=lambda row: row[0]):
+        variants = [v for _, v in group]
+        bodies[name] = placeholder_body(name, variants)
+        encoder.shares[name] = dict(zip(variants, equal_split(len(variants)), strict=True))
+    return bodies
+
+
+def with_assignments(bodies: dict[str, bytes], version: int, shares: dict) -> dict[str, bytes]:
+    items = {}
+    for name, group in groupby(raw(arm_rows(version)), key=lambda row: row[0]):
+        if name in bodies:
+            arms = assignment_json([v for _, v in group], shares[name]).encode()
+            items[name] = bodies[name][:-1] + b',"assignment":' + arms + b"}"
+    return items
+
+
+def bodies_since(version: int) -> Changed:
+    """Every experiment whose split changed after `version`, and the newest version among
+    them, from one consistent snapshot."""
     with read_transaction():
         newest = latest_version()
         if newest <= version:
-            return {}, version
+            return Changed({}, {}, version)
         encoder = Encoder({pk: (r, e) for pk, r, e in raw(reason_rows(version))})
         bodies = {
             rows[0][1]: encoder.body(rows)
             for _, group in groupby(raw(split_rows(version)), key=lambda row: row[0])
             for rows in [list(group)]
         }
-        for name, group in groupby(raw(placeholder_rows(version)), key=lambda row: row[0]):
-            bodies[name] = placeholder_body(name, [v for _, v in group])
-    return bodies, newest
+        bodies.update(placeholders(version, encoder))
+        return Changed(bodies, with_assignments(bodies, version, encoder.shares), newest)

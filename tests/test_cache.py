@@ -2,6 +2,7 @@
 (never two runs mixed across experiments), and the web answers while it loads."""
 
 import dataclasses
+import json
 import re
 import sys
 import threading
@@ -40,19 +41,22 @@ def test_the_bulk_loader_writes_the_bytes_of_core_splits(db, settings):
     legacy = find_experiment("legacy")
     AllocationReason.delete().where(AllocationReason.experiment == legacy).execute()
     load(("quoted", DAY, "v1", 10, 1), ("late", DAY, "only", 10, 1))  # not computed yet
-    bodies, version = bodies_since(-1)
-    assert set(bodies) == {"plain", "legacy", "quoted", "late"}
-    for name, body in bodies.items():
+    changed = bodies_since(-1)
+    assert set(changed.bodies) == set(changed.items) == {"plain", "legacy", "quoted", "late"}
+    for name, body in changed.bodies.items():
         assert body == reference_body(name), name
-    assert bodies_since(version) == ({}, version)
+        item = json.loads(changed.items[name])
+        del item["assignment"]
+        assert item == json.loads(body)
+    assert bodies_since(changed.version).bodies == {}
 
 
 def test_a_refresh_after_a_publish_loads_only_what_changed(db, settings):
     load(("one", DAY, "a", 10, 1), ("two", DAY, "a", 10, 1))
-    _, version = bodies_since(-1)
+    version = bodies_since(-1).version
     run_at(NOW, settings, trigger="manual", experiment_id="two")
-    changed, newer = bodies_since(version)
-    assert list(changed) == ["two"] and newer > version
+    changed = bodies_since(version)
+    assert list(changed.bodies) == ["two"] and changed.version > version
 
 
 @pytest.fixture
@@ -63,7 +67,7 @@ def cheap_client(settings):
 
 
 def run_ids(snapshot) -> set[bytes]:
-    return {re.search(rb'"run_id":(\w+)', body).group(1) for body in snapshot.bodies.values()}
+    return {re.search(rb'"run_id":(\w+)', body).group(1) for body in snapshot.items.values()}
 
 
 def test_readers_never_see_two_runs_mixed_across_experiments(cheap_client, monkeypatch):
