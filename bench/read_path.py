@@ -5,7 +5,8 @@
 1,000 experiments (2 to 5 arms) are loaded and published into a temporary database. The
 baseline answers with a constant body of the mean allocation size on uvicorn + httptools +
 uvloop, with the same load generator. Measured: GET /allocation for a random experiment;
-GET /allocations with the current ETag in If-None-Match (a 304); GET /allocation with
+GET /allocations with the current ETag in If-None-Match (a 304); GET /assign for 2,000
+(experiment, unit) pairs; GET /allocation with
 server.workers = 2 against 1 process. Rounds alternate them; the median round is reported.
 """
 
@@ -103,12 +104,16 @@ def main() -> int:
                 f"/allocation?experiment_id=exp_{e:06d}" for e in range(args.experiments)
             ],
             "bulk_304": [("GET", "/allocations", None, {"If-None-Match": bulk_etag})],
+            "assign": [
+                f"/assign?experiment_id=exp_{e % args.experiments:06d}&unit_id=user-{e}"
+                for e in range(2000)
+            ],
         }
-        runs: dict[str, list] = {"bare": [], "allocation": [], "bulk_304": [], "workers_2": []}
+        runs: dict[str, list] = {name: [] for name in ("bare", *scenarios, "workers_2")}
         for round_number in range(args.rounds):
             bare = uvicorn_server("bench.bare_app:app", env, probe_path="/")
             runs["bare"] += measure(bare, scenarios["allocation"], args)
-            for name in ("allocation", "bulk_304"):
+            for name in scenarios:
                 runs[name] += measure(web_server(env), scenarios[name], args)
             runs["workers_2"] += measure(web_server(env, workers=2), scenarios["allocation"], args)
             print(

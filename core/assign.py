@@ -10,7 +10,7 @@ from json.encoder import encode_basestring_ascii as quoted
 
 from bandit_client import BUCKETS, Assigner, bucket
 
-__all__ = ["BUCKETS", "SEED", "Assigner", "assignment_json", "bucket", "cumulative_ranges"]
+__all__ = ["BUCKETS", "SEED", "Assigner", "assignment_json", "bucket", "sticky_step"]
 
 SEED = "sticky"  # the same every day: a unit keeps its bucket
 
@@ -24,19 +24,99 @@ def bucket_counts(percentages: list[float]) -> list[int]:
     return counts
 
 
-def cumulative_ranges(counts: list[int]) -> list[list[tuple[int, int]]]:
-    ranges, low = [], 0
-    for count in counts:
-        ranges.append([(low, low + count)] if count else [])
+Runs = list[tuple[int, int]]  # (arm position, bucket count) in bucket order, covering all
+
+
+def cumulative(counts: list[int]) -> Runs:
+    return [(arm, count) for arm, count in enumerate(counts) if count]
+
+
+def release(previous: Runs, excess: list[int]) -> list[tuple[int | None, int]]:
+    """Each shrinking arm gives up buckets from its smallest runs first (whole runs where it
+    can, so fragments vanish rather than multiply; a partial run gives up its high end).
+    None marks a freed piece whose new owner is still to be chosen."""
+    freed = [0] * len(previous)
+    for i in sorted(range(len(previous)), key=lambda i: (previous[i][1], i)):
+        arm, count = previous[i]
+        freed[i] = min(excess[arm], count)
+        excess[arm] -= freed[i]
+    pieces: list[tuple[int | None, int]] = []
+    for (arm, count), gone in zip(previous, freed, strict=True):
+        pieces += [(arm, count - gone)] * (count > gone) + [(None, gone)] * (gone > 0)
+    return pieces
+
+
+def fill(pieces: list[tuple[int | None, int]], need: list[int]) -> Runs:
+    """Freed buckets, lowest first, to the growing arms in arm order."""
+    runs, arm = [], 0
+    for owner, count in pieces:
+        while owner is None and count:
+            while need[arm] == 0:
+                arm += 1
+            taken = min(count, need[arm])
+            runs.append((arm, taken))
+            need[arm], count = need[arm] - taken, count - taken
+        if owner is not None:
+            runs.append((owner, count))
+    return merged(runs)
+
+
+def merged(runs: Runs) -> Runs:
+    out: Runs = []
+    for arm, count in runs:
+        if out and out[-1][0] == arm:
+            out[-1] = (arm, out[-1][1] + count)
+        else:
+            out.append((arm, count))
+    return out
+
+
+def sticky_step(previous: Runs | None, counts: list[int]) -> Runs:
+    """The next day's ownership: a bucket changes owner only if its arm's share shrank, so
+    the buckets that move are exactly sum(max(0, old - new)) = 10,000 x the total
+    variation distance between the two splits. Without a previous day: cumulative."""
+    if not previous:
+        return cumulative(counts)
+    old = [0] * len(counts)
+    for arm, count in previous:
+        old[arm] += count
+    excess = [max(0, o - n) for o, n in zip(old, counts, strict=True)]
+    need = [max(0, n - o) for o, n in zip(old, counts, strict=True)]
+    return fill(release(previous, excess), need)
+
+
+def encode(mode: str, runs: Runs) -> str:
+    """What allocation_reason.buckets stores: "sticky 0:300,2:9700" (arm position:count)."""
+    return f"{mode} " + ",".join(f"{arm}:{count}" for arm, count in runs)
+
+
+def decode(text: str | None) -> tuple[str, Runs | None]:
+    if not text:
+        return SEED, None
+    mode, _, runs = text.partition(" ")
+    return mode, [tuple(map(int, run.split(":"))) for run in runs.split(",") if run]
+
+
+def ranges_of(runs: Runs, arms: int) -> list[list[tuple[int, int]]]:
+    ranges: list[list[tuple[int, int]]] = [[] for _ in range(arms)]
+    low = 0
+    for arm, count in runs:
+        ranges[arm].append((low, low + count))
         low += count
     return ranges
 
 
-def assignment_json(arms: list[str], shares: dict[str, float], seed: str = SEED) -> str:
-    """The "assignment" member of a split in GET /allocations: seed and ranges per arm."""
-    ranges = cumulative_ranges(bucket_counts([shares.get(arm, 0.0) for arm in arms]))
+def assignment_json(
+    arms: list[str], shares: dict[str, float], stored: str | None = None, day: str = ""
+) -> str:
+    """The "assignment" member of a split in GET /allocations: seed and ranges per arm,
+    from the stored ownership, else (no run stored one) cumulative in arm order."""
+    mode, runs = decode(stored)
+    if runs is None or any(arm >= len(arms) for arm, _ in runs):
+        runs = cumulative(bucket_counts([shares.get(arm, 0.0) for arm in arms]))
+    seed = day if mode == "daily" else SEED
     items = ",".join(
         f'{{"variant_id":{quoted(arm)},"buckets":[{",".join(f"[{lo},{hi}]" for lo, hi in own)}]}}'
-        for arm, own in zip(arms, ranges, strict=True)
+        for arm, own in zip(arms, ranges_of(runs, len(arms)), strict=True)
     )
     return f'{{"seed":{quoted(seed)},"buckets":{BUCKETS},"arms":[{items}]}}'

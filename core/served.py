@@ -66,7 +66,10 @@ def split_rows(version: int):
 def reason_rows(version: int):
     return (
         AllocationReason.select(
-            AllocationReason.experiment, AllocationReason.reason, AllocationReason.explanation
+            AllocationReason.experiment,
+            AllocationReason.reason,
+            AllocationReason.explanation,
+            AllocationReason.buckets,
         )
         .where(AllocationReason.experiment.in_(changed_since(version)))
         .where(AllocationReason.effective_date == latest_day(AllocationReason))
@@ -109,9 +112,10 @@ class Encoder:
         self.reasons = reasons
         self.fragments: dict = {}
         self.shares: dict[str, dict[str, float]] = {}  # experiment -> variant -> percentage
+        self.owned: dict[str, tuple] = {}  # experiment -> (stored ownership, its day)
 
     def reason(self, experiment_pk) -> str:
-        reason, explanation = self.reasons.get(experiment_pk, LEGACY_PAIR)
+        reason, explanation, _ = self.reasons.get(experiment_pk, LEGACY_REASON_ROW)
         key = ("reason", reason, explanation)
         if key not in self.fragments:
             self.fragments[key] = f'"reason":{quoted(reason)},"explanation":{quoted(explanation)}'
@@ -128,6 +132,7 @@ class Encoder:
     def body(self, rows: list) -> bytes:
         pk, name, day, _, _, _, run_id, published = rows[0]
         self.shares[name] = {v: p for _, _, _, v, p, _, _, _ in rows}
+        self.owned[name] = (self.reasons.get(pk, LEGACY_REASON_ROW)[2], day)
         arms = ",".join(
             f'{{"variant_id":{quoted(v)},"percentage":{p!r},"probability":{q!r}}}'
             for _, _, _, v, p, q, _, _ in rows
@@ -138,7 +143,7 @@ class Encoder:
         ).encode()
 
 
-LEGACY_PAIR = (LEGACY_REASON["reason"], LEGACY_REASON["explanation"])
+LEGACY_REASON_ROW = (LEGACY_REASON["reason"], LEGACY_REASON["explanation"], None)
 
 
 def latest_version() -> int:
@@ -164,11 +169,13 @@ def placeholders(version: int, encoder: Encoder) -> dict[str, bytes]:
     return bodies
 
 
-def with_assignments(bodies: dict[str, bytes], version: int, shares: dict) -> dict[str, bytes]:
+def with_assignments(bodies: dict[str, bytes], version: int, encoder: Encoder) -> dict:
     items = {}
     for name, group in groupby(raw(arm_rows(version)), key=lambda row: row[0]):
         if name in bodies:
-            arms = assignment_json([v for _, v in group], shares[name]).encode()
+            stored, day = encoder.owned.get(name, (None, ""))
+            arms = assignment_json([v for _, v in group], encoder.shares[name], stored, day)
+            arms = arms.encode()
             items[name] = bodies[name][:-1] + b',"assignment":' + arms + b"}"
     return items
 
@@ -180,11 +187,11 @@ def bodies_since(version: int) -> Changed:
         newest = latest_version()
         if newest <= version:
             return Changed({}, {}, version)
-        encoder = Encoder({pk: (r, e) for pk, r, e in raw(reason_rows(version))})
+        encoder = Encoder({pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))})
         bodies = {
             rows[0][1]: encoder.body(rows)
             for _, group in groupby(raw(split_rows(version)), key=lambda row: row[0])
             for rows in [list(group)]
         }
         bodies.update(placeholders(version, encoder))
-        return Changed(bodies, with_assignments(bodies, version, encoder.shares), newest)
+        return Changed(bodies, with_assignments(bodies, version, encoder), newest)

@@ -167,6 +167,10 @@ SETTINGS = (
             "monte_carlo or exact",
             "P(best) by `monte_carlo` (`sampling.samples` draws) or `exact` (numerical"
             " integration)."),
+    Setting("policy", "assignment", "sticky", OneOf(("sticky", "daily")), "sticky or daily",
+            "How units map to arms (see [Router guide](#router-guide)): `sticky` keeps every"
+            " unit's bucket and moves only as many units as the change of split needs;"
+            " `daily` re-randomises every unit each day."),
     Setting("auth", "require_key_for_reads", False, None, "",
             "With API keys set, reads need a key too (except `/healthz` and the API docs)."
             " Needs `BANDIT_AUTH_API_KEYS`."),
