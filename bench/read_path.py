@@ -6,8 +6,8 @@
 baseline answers with a constant body of the mean allocation size on uvicorn + httptools +
 uvloop, with the same load generator. Measured: GET /allocation for a random experiment;
 GET /allocations with the current ETag in If-None-Match (a 304); GET /assign for 2,000
-(experiment, unit) pairs; GET /allocation with
-server.workers = 2 against 1 process. Rounds alternate them; the median round is reported.
+(experiment, unit) pairs; GET /allocation with server.workers = 2 against 1 process.
+Rounds alternate them; medians are reported, a ratio as the median of its rounds' ratios.
 """
 
 import argparse
@@ -65,20 +65,23 @@ def measure(server, paths: list, args) -> list:
         return [run_load(port, paths, args.seconds, args.connections, args.tool)]
 
 
-def median_result(results: list):
-    return sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
-def row(name: str, base, ours) -> list:
+def row(name: str, baseline: list, service: list) -> list:
+    """Medians over rounds; the ratio is the median of each round's own ratio, since both
+    were measured minutes apart on the same machine."""
+    ratios = [s.requests_per_s / b.requests_per_s for b, s in zip(baseline, service, strict=True)]
     return [
         name,
-        f"{base.requests_per_s:,.0f}",
-        f"{ours.requests_per_s:,.0f}",
-        f"{ours.requests_per_s / base.requests_per_s:.2f}",
-        f"{base.p99_ms:.2f} ms",
-        f"{ours.p99_ms:.2f} ms",
-        ours.errors,
-        ours.tool,
+        f"{median([b.requests_per_s for b in baseline]):,.0f}",
+        f"{median([s.requests_per_s for s in service]):,.0f}",
+        f"{median(ratios):.2f}",
+        f"{median([b.p99_ms for b in baseline]):.2f} ms",
+        f"{median([s.p99_ms for s in service]):.2f} ms",
+        sum(s.errors for s in service),
+        service[0].tool,
     ]
 
 
@@ -120,19 +123,15 @@ def main() -> int:
                 f"round {round_number + 1}: " + ", ".join(f"{k} {v[-1]}" for k, v in runs.items()),
                 file=sys.stderr,
             )
-    base = median_result(runs["bare"])
-    one, size = median_result(runs["allocation"]), f"{args.experiments} experiments, {body_size} B"
+    size = f"{args.experiments} experiments, {body_size} B"
     rows = [
-        row(f"GET /allocation, python -m api, 1 process, {size}", base, one),
-        row(
-            "GET /allocations with If-None-Match (304), 1 process",
-            base,
-            median_result(runs["bulk_304"]),
-        ),
+        row(f"GET /allocation, python -m api, 1 process, {size}", runs["bare"], runs["allocation"]),
+        row("GET /allocations with If-None-Match (304)", runs["bare"], runs["bulk_304"]),
+        row("GET /assign, 2,000 (experiment, unit) pairs", runs["bare"], runs["assign"]),
         row(
             "GET /allocation, server.workers = 2 (baseline: 1 process)",
-            one,
-            median_result(runs["workers_2"]),
+            runs["allocation"],
+            runs["workers_2"],
         ),
     ]
     print(table(HEADER, rows))

@@ -146,10 +146,11 @@ class WebProcess(Server):
     """`python -m api`, as the Procfile starts it, on a port that was free a moment ago
     (server.port must be 1 to 65535, so not port 0)."""
 
-    def __init__(self, env: dict):
-        with closing(socket.socket()) as probe:
-            probe.bind((HOST, 0))
-            port = probe.getsockname()[1]
+    def __init__(self, env: dict, port: int = 0):
+        if not port:
+            with closing(socket.socket()) as probe:
+                probe.bind((HOST, 0))
+                port = probe.getsockname()[1]
         # Its own process group, so that a kill reaches the workers too.
         env = {**env, "BANDIT_SERVER_PORT": str(port)}
         Child.__init__(self, ["-m", "api"], env, new_session=True)
@@ -183,8 +184,9 @@ class Processes:
     def server(self, env: dict) -> Server:
         return self._track(Server(env)).wait_ready()
 
-    def web(self, env: dict) -> WebProcess:
-        return self._track(WebProcess(env)).wait_ready()
+    def web(self, env: dict, port: int = 0) -> WebProcess:
+        """`python -m api`; on `port` if given (a restart on the port it had)."""
+        return self._track(WebProcess(env, port)).wait_ready()
 
     def start(self, args: list[str], env: dict) -> Child:
         return self._track(Child(args, env))
