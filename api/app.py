@@ -11,6 +11,7 @@ from api.fastpath import AllocationApp
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
 from api.routes import NO_KEYS_WARNING, router
+from api.serving import router as serving_router
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
 from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False
     app.include_router(router)
+    app.include_router(serving_router)
     # Added last = runs first: a request without a key is refused before its body is read.
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
     app.add_middleware(RequireApiKey, policy=app.state.access)
