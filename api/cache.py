@@ -5,17 +5,18 @@ A refresh reads what changed since the snapshot's version (core.served: one cons
 read transaction, so one run's publish is all in or all out) and builds the next snapshot
 beside the current one, without holding any lock readers or writers wait on; only the
 compare-and-swap of the reference is locked. A request reads `cache.snapshot` once, so it
-never sees two runs mixed across experiments. The refresher thread polls every refresh_ms,
-and the first load runs there too, so the port is bound and /healthz answers while it runs.
+never sees two runs mixed across experiments. Only the bodies are on the path from a
+publish to GET /allocation; the bulk payload follows from the same snapshot. The
+refresher thread polls every refresh_ms, and the first load runs there too, so the port is
+bound and /healthz answers while it runs.
 """
 
 import gzip
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
 
-from api.fastpath import Served, etag_of, header, query_key, served
+from api.fastpath import QUERY_PREFIX, Served, etag_of, header, query_key, served
 from core import testhooks
 from core.assign import Assigner
 from core.db import database
@@ -56,16 +57,42 @@ class Bulk:
         return self.plain
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    version: int
-    items: dict[str, bytes]  # experiment id -> its GET /allocations item
-    by_query: dict[bytes, Served]  # exact query string of a plain GET /allocation
-    bulk: Bulk
-    # Built on the first GET /assign of each experiment: most are never asked one by one.
-    assigners: dict[str, Assigner] = field(default_factory=dict)
+    """One consistent view of what is served. The bodies are swapped in whole; the
+    GET /allocations items, the bulk payload and the assigners are built from the same
+    snapshot right after the swap (finish()), and reads of them wait for `complete`: they
+    get this snapshot's data or wait, never another run's."""
+
+    def __init__(self, version: int, bodies: dict, by_query: dict, base=None, changed=None):
+        self.version, self.bodies, self.by_query = version, bodies, by_query
+        self.items: dict[str, bytes] = {}
+        self.bulk = Bulk({})
+        self.assigners: dict[str, Assigner] = {}
+        self.complete = threading.Event()
+        self._base, self._changed = base, changed
+
+    def allocation(self, query: bytes) -> Served | None:
+        """The GET /allocation answer for an exact query string, encoded on first use."""
+        found = self.by_query.get(query)
+        if found is None and query.startswith(QUERY_PREFIX):
+            body = self.bodies.get(query[len(QUERY_PREFIX) :].decode(errors="replace"))
+            if body is not None:
+                found = self.by_query[query] = served(body)
+        return found
+
+    def finish(self) -> None:
+        """Items and bulk payload from the previous snapshot's and what changed; gzip last."""
+        base, changed = self._base, self._changed
+        if base is not None:
+            base.complete.wait()
+        self.items = {**(base.items if base else {}), **(changed.items() if changed else {})}
+        self.bulk = Bulk(self.items)
+        self._base = self._changed = None  # the chain of snapshots ends here
+        self.complete.set()
+        self.bulk.compress()
 
     def assigner(self, experiment_id: str) -> Assigner | None:
+        """Built on the first GET /assign of each experiment (call once complete)."""
         found = self.assigners.get(experiment_id)
         if found is None and experiment_id in self.items:
             assignment = json.loads(self.items[experiment_id])["assignment"]
@@ -73,14 +100,16 @@ class Snapshot:
         return found
 
 
-EMPTY = Snapshot(-1, {}, {}, Bulk({}))
-
-
-def next_snapshot(base: Snapshot, changed: Changed) -> Snapshot:
-    items, by_query = {**base.items, **changed.items}, dict(base.by_query)
-    for name, body in changed.bodies.items():
-        by_query[query_key(name)] = served(body)
-    return Snapshot(changed.version, items, by_query, Bulk(items))
+def next_snapshot(base: Snapshot | None, changed: Changed) -> Snapshot:
+    if base is None:
+        return Snapshot(changed.version, dict(changed.bodies), {}, None, changed)
+    bodies = {**base.bodies, **changed.bodies}
+    by_query = {}
+    if len(changed.bodies) < len(base.bodies) // 2:  # else re-encoding on use is cheaper
+        by_query = dict(base.by_query)
+        for name in changed.bodies:
+            by_query.pop(query_key(name), None)
+    return Snapshot(changed.version, bodies, by_query, base, changed)
 
 
 class AllocationCache:
@@ -92,10 +121,10 @@ class AllocationCache:
         self._swap = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.snapshot.items) if self.snapshot else 0
+        return len(self.snapshot.bodies) if self.snapshot else 0
 
     def served_for(self, experiment_id: str) -> Served | None:
-        return self.snapshot.by_query.get(query_key(experiment_id)) if self.snapshot else None
+        return self.snapshot.allocation(query_key(experiment_id)) if self.snapshot else None
 
     def refresh(self) -> int:
         """Load what changed since the current snapshot and swap it in; how many changed."""
@@ -110,13 +139,13 @@ class AllocationCache:
             changed = bodies_since(base.version if base else -1)
             if base is not None and changed.version <= base.version:
                 return 0
-            new = next_snapshot(base or EMPTY, changed)
+            new = next_snapshot(base, changed)
             with self._swap:
                 if self.snapshot is base:  # else another refresh swapped first: redo
                     self.snapshot = new
                     break
         self.loaded.set()
-        new.bulk.compress()  # after the swap: the plain body is served meanwhile
+        new.finish()
         return len(changed.bodies)
 
 

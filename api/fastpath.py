@@ -144,13 +144,14 @@ class AllocationApp(FastAPI):
         path, snapshot = scope["path"], self.state.cache.snapshot
         if snapshot is None or path not in FAST_PATHS or not self.may_read(scope, path):
             return None
+        if path == ALLOCATION_PATH:
+            found = snapshot.allocation(scope["query_string"])
+            return None if found is None else respond(found, scope)
+        if not snapshot.complete.is_set():  # its bulk payload is being built: FastAPI waits
+            return None
         if path == ASSIGN_PATH:
             return assigned(snapshot, scope)
-        if path == ALLOCATION_PATH:
-            found = snapshot.by_query.get(scope["query_string"])
-        else:
-            found = None if scope["query_string"] else snapshot.bulk.pick(scope)
-        return None if found is None else respond(found, scope)
+        return None if scope["query_string"] else respond(snapshot.bulk.pick(scope), scope)
 
     def may_read(self, scope, path: str) -> bool:
         access = self.state.access

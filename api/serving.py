@@ -24,10 +24,10 @@ LOAD_WAIT_S = 10  # how long a read waits for the first load before a 503
 async def get_allocations(request: Request) -> Response:
     """Every served split in one body (sorted by experiment id), encoded once per publish:
     send its ETag back in If-None-Match to get a 304; gzip when accepted."""
-    cache = await loaded_cache(request)
-    if cache is None:
+    snapshot = await complete_snapshot(request)
+    if snapshot is None:
         return still_loading()
-    return encoded_response(cache.snapshot.bulk.pick(request.scope), request)
+    return encoded_response(snapshot.bulk.pick(request.scope), request)
 
 
 @router.get(
@@ -40,10 +40,10 @@ async def get_assign(
 ) -> Response:
     """The arm of one unit (user, session, request id) under the served split, hashed from
     memory as the Router guide specifies: the same answer as the client module."""
-    cache = await loaded_cache(request)
-    if cache is None:
+    snapshot = await complete_snapshot(request)
+    if snapshot is None:
         return still_loading()
-    assigner = cache.snapshot.assigner(experiment_id)
+    assigner = snapshot.assigner(experiment_id)
     if assigner is None:
         raise HTTPException(404, f"unknown experiment {experiment_id!r}")
     status, headers, body = assignment_response(assigner, unit_id, request.method)
@@ -58,6 +58,16 @@ async def loaded_cache(request: Request):
     if cache.loaded.is_set() or await run_in_threadpool(cache.loaded.wait, LOAD_WAIT_S):
         return cache
     return None
+
+
+async def complete_snapshot(request: Request):
+    """The current snapshot once its bulk payload is built (None if still loading)."""
+    cache = await loaded_cache(request)
+    snapshot = cache.snapshot if cache else None
+    if snapshot is None or snapshot.complete.is_set():
+        return snapshot
+    done = await run_in_threadpool(snapshot.complete.wait, LOAD_WAIT_S)
+    return snapshot if done else None
 
 
 def still_loading() -> Response:

@@ -21,18 +21,13 @@ from core.schema import Allocation, AllocationReason, ArchivedVariant, Experimen
 from core.splits import LEGACY_REASON, placeholder_body
 
 
-def changed_since(version: int):
-    """A subquery: the ids of experiments whose served split changed after `version`."""
-    return Experiment.select(Experiment.id).where(Experiment.version > version)
-
-
 def latest_day(model):
-    """The latest effective date of the outer query's experiment in `model`'s table: one
-    index lookup per experiment, not a GROUP BY over the whole history."""
+    """The outer query's experiment's latest effective date in `model`'s table: evaluated
+    once per experiment, one index lookup each (not once per row of the whole history)."""
     inner = model.alias()
     return (
         inner.select(fn.MAX(inner.effective_date))
-        .where(inner.experiment == model.experiment)
+        .where(inner.experiment == Experiment.id)
         .order_by()
     )
 
@@ -41,9 +36,12 @@ def split_rows(version: int):
     """(experiment pk, name, day, variant, percentage, probability, run, published) of
     each changed experiment's latest day, in split order."""
     published = fn.COALESCE(Run.finished_at, Allocation.created_at)
+    latest = (Allocation.experiment == Experiment.id) & (
+        Allocation.effective_date == latest_day(Allocation)
+    )
     return (
-        Allocation.select(
-            Allocation.experiment,
+        Experiment.select(
+            Experiment.id,
             Experiment.name,
             Allocation.effective_date,
             Variant.name,
@@ -52,27 +50,29 @@ def split_rows(version: int):
             Allocation.run,
             published,
         )
-        .join(Experiment)
-        .switch(Allocation)
-        .join(Variant)
-        .switch(Allocation)
-        .join(Run, JOIN.LEFT_OUTER)
-        .where(Allocation.experiment.in_(changed_since(version)))
-        .where(Allocation.effective_date == latest_day(Allocation))
-        .order_by(Allocation.experiment, Allocation.variant)
+        # CROSS JOIN: SQLite keeps experiment as the outer loop, so the history of
+        # allocation rows is never scanned (an inner join let it pick the other order).
+        .join(Allocation, JOIN.CROSS)
+        .join(Variant, on=(Allocation.variant == Variant.id))
+        .join(Run, JOIN.LEFT_OUTER, on=(Allocation.run == Run.id))
+        .where(latest & (Experiment.version > version))
+        .order_by(Experiment.id, Allocation.variant)
     )
 
 
 def reason_rows(version: int):
+    latest = (AllocationReason.experiment == Experiment.id) & (
+        AllocationReason.effective_date == latest_day(AllocationReason)
+    )
     return (
-        AllocationReason.select(
-            AllocationReason.experiment,
+        Experiment.select(
+            Experiment.id,
             AllocationReason.reason,
             AllocationReason.explanation,
             AllocationReason.buckets,
         )
-        .where(AllocationReason.experiment.in_(changed_since(version)))
-        .where(AllocationReason.effective_date == latest_day(AllocationReason))
+        .join(AllocationReason, JOIN.CROSS)  # experiment outside, as in split_rows
+        .where(latest & (Experiment.version > version))
     )
 
 
@@ -152,12 +152,20 @@ def latest_version() -> int:
 
 @dataclass(frozen=True)
 class Changed:
-    """What changed after a version: each experiment's GET /allocation body, and its
-    GET /allocations item (the same object with its "assignment" added)."""
+    """What changed after a version: each experiment's GET /allocation body, and what its
+    GET /allocations item adds (arms, shares, stored ownership, day), encoded by items()
+    only when asked: the cache swaps the bodies in first."""
 
     bodies: dict[str, bytes]
-    items: dict[str, bytes]
+    assignments: dict[str, tuple]
     version: int
+
+    def items(self) -> dict[str, bytes]:
+        """Each body with its "assignment" member added."""
+        return {
+            name: self.bodies[name][:-1] + b',"assignment":' + assignment_json(*a).encode() + b"}"
+            for name, a in self.assignments.items()
+        }
 
 
 def placeholders(version: int, encoder: Encoder) -> dict[str, bytes]:
@@ -169,15 +177,13 @@ def placeholders(version: int, encoder: Encoder) -> dict[str, bytes]:
     return bodies
 
 
-def with_assignments(bodies: dict[str, bytes], version: int, encoder: Encoder) -> dict:
-    items = {}
+def assignments_of(bodies: dict[str, bytes], version: int, encoder: Encoder) -> dict:
+    found = {}
     for name, group in groupby(raw(arm_rows(version)), key=lambda row: row[0]):
         if name in bodies:
             stored, day = encoder.owned.get(name, (None, ""))
-            arms = assignment_json([v for _, v in group], encoder.shares[name], stored, day)
-            arms = arms.encode()
-            items[name] = bodies[name][:-1] + b',"assignment":' + arms + b"}"
-    return items
+            found[name] = ([v for _, v in group], encoder.shares[name], stored, day)
+    return found
 
 
 def bodies_since(version: int) -> Changed:
@@ -194,4 +200,4 @@ def bodies_since(version: int) -> Changed:
             for rows in [list(group)]
         }
         bodies.update(placeholders(version, encoder))
-        return Changed(bodies, with_assignments(bodies, version, encoder), newest)
+        return Changed(bodies, assignments_of(bodies, version, encoder), newest)

@@ -42,10 +42,11 @@ def test_the_bulk_loader_writes_the_bytes_of_core_splits(db, settings):
     AllocationReason.delete().where(AllocationReason.experiment == legacy).execute()
     load(("quoted", DAY, "v1", 10, 1), ("late", DAY, "only", 10, 1))  # not computed yet
     changed = bodies_since(-1)
-    assert set(changed.bodies) == set(changed.items) == {"plain", "legacy", "quoted", "late"}
+    items = changed.items()
+    assert set(changed.bodies) == set(items) == {"plain", "legacy", "quoted", "late"}
     for name, body in changed.bodies.items():
         assert body == reference_body(name), name
-        item = json.loads(changed.items[name])
+        item = json.loads(items[name])
         del item["assignment"]
         assert item == json.loads(body)
     assert bodies_since(changed.version).bodies == {}
@@ -67,7 +68,7 @@ def cheap_client(settings):
 
 
 def run_ids(snapshot) -> set[bytes]:
-    return {re.search(rb'"run_id":(\w+)', body).group(1) for body in snapshot.items.values()}
+    return {re.search(rb'"run_id":(\w+)', body).group(1) for body in snapshot.bodies.values()}
 
 
 def test_readers_never_see_two_runs_mixed_across_experiments(cheap_client, monkeypatch):
