@@ -11,10 +11,12 @@ refresher thread polls every refresh_ms, and the first load runs there too, so t
 bound and /healthz answers while it runs.
 """
 
+import gc
 import gzip
 import json
 import logging
 import threading
+from contextlib import contextmanager
 
 from api.fastpath import QUERY_PREFIX, Served, etag_of, header, query_key, served
 from core import testhooks
@@ -136,10 +138,11 @@ class AllocationCache:
     def _refresh(self) -> int:
         while True:
             base = self.snapshot
-            changed = bodies_since(base.version if base else -1)
-            if base is not None and changed.version <= base.version:
-                return 0
-            new = next_snapshot(base, changed)
+            with collector_paused():
+                changed = bodies_since(base.version if base else -1)
+                if base is not None and changed.version <= base.version:
+                    return 0
+                new = next_snapshot(base, changed)
             with self._swap:
                 if self.snapshot is base:  # else another refresh swapped first: redo
                     self.snapshot = new
@@ -147,6 +150,19 @@ class AllocationCache:
         self.loaded.set()
         new.finish()
         return len(changed.bodies)
+
+
+@contextmanager
+def collector_paused():
+    """No cyclic garbage collection while a snapshot's objects are made: at 200,000
+    experiments its full passes over the growing heap cost a fifth of the load."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Refresher(threading.Thread):

@@ -46,10 +46,7 @@ async def get_assign(
     assigner = snapshot.assigner(experiment_id)
     if assigner is None:
         raise HTTPException(404, f"unknown experiment {experiment_id!r}")
-    status, headers, body = assignment_response(assigner, unit_id, request.method)
-    response = Response(body, status_code=status)
-    response.raw_headers = list(headers)
-    return response
+    return raw_response(*assignment_response(assigner, unit_id, request.method))
 
 
 async def loaded_cache(request: Request):
@@ -77,7 +74,10 @@ def still_loading() -> Response:
 
 def encoded_response(found, request: Request) -> Response:
     """The fast path's answer (api/fastpath.py), byte for byte and header for header."""
-    status, headers, body = respond(found, request.scope)
+    return raw_response(*respond(found, request.scope))
+
+
+def raw_response(status: int, headers: list, body: bytes) -> Response:
     response = Response(body, status_code=status)
     response.raw_headers = list(headers)
     return response

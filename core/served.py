@@ -32,13 +32,15 @@ def latest_day(model):
     )
 
 
+def on_latest_day(model):
+    """The join condition: `model`'s rows of the outer experiment on its latest day."""
+    return (model.experiment == Experiment.id) & (model.effective_date == latest_day(model))
+
+
 def split_rows(version: int):
     """(experiment pk, name, day, variant, percentage, probability, run, published) of
     each changed experiment's latest day, in split order."""
     published = fn.COALESCE(Run.finished_at, Allocation.created_at)
-    latest = (Allocation.experiment == Experiment.id) & (
-        Allocation.effective_date == latest_day(Allocation)
-    )
     return (
         Experiment.select(
             Experiment.id,
@@ -55,15 +57,12 @@ def split_rows(version: int):
         .join(Allocation, JOIN.CROSS)
         .join(Variant, on=(Allocation.variant == Variant.id))
         .join(Run, JOIN.LEFT_OUTER, on=(Allocation.run == Run.id))
-        .where(latest & (Experiment.version > version))
+        .where(on_latest_day(Allocation) & (Experiment.version > version))
         .order_by(Experiment.id, Allocation.variant)
     )
 
 
 def reason_rows(version: int):
-    latest = (AllocationReason.experiment == Experiment.id) & (
-        AllocationReason.effective_date == latest_day(AllocationReason)
-    )
     return (
         Experiment.select(
             Experiment.id,
@@ -72,7 +71,7 @@ def reason_rows(version: int):
             AllocationReason.buckets,
         )
         .join(AllocationReason, JOIN.CROSS)  # experiment outside, as in split_rows
-        .where(latest & (Experiment.version > version))
+        .where(on_latest_day(AllocationReason) & (Experiment.version > version))
     )
 
 
