@@ -60,36 +60,48 @@ class Bulk:
 
 
 class Snapshot:
-    """One consistent view of what is served. The bodies are swapped in whole; the
-    GET /allocations items, the bulk payload and the assigners are built from the same
-    snapshot right after the swap (finish()), and reads of them wait for `complete`: they
-    get this snapshot's data or wait, never another run's."""
+    """One consistent view of what is served. A refresh swaps it in as soon as the rows
+    are read: a body is encoded on its first request, the rest by finish() right after
+    the swap, which then builds the GET /allocations items, the bulk payload and its gzip
+    from the same snapshot. Reads of those wait for `complete`: they get this snapshot's
+    data or wait, never another run's."""
 
-    def __init__(self, version: int, bodies: dict, by_query: dict, base=None, changed=None):
+    def __init__(self, version: int, bodies: dict, by_query: dict, items: dict, changed=None):
         self.version, self.bodies, self.by_query = version, bodies, by_query
-        self.items: dict[str, bytes] = {}
+        self.items = items  # the base's until finish()
+        self.changed = changed  # core.served.Changed, until finish() has encoded it all
+        self.count = len(bodies) + (len(changed.names()) if changed else 0)
         self.bulk = Bulk({})
         self.assigners: dict[str, Assigner] = {}
         self.complete = threading.Event()
-        self._base, self._changed = base, changed
+
+    def body(self, name: str) -> bytes | None:
+        changed = self.changed  # read first: finish() fills bodies, then drops it
+        found = self.bodies.get(name)
+        if found is None and changed is not None:
+            found = changed.body(name)
+            if found is not None:
+                self.bodies[name] = found
+        return found
 
     def allocation(self, query: bytes) -> Served | None:
         """The GET /allocation answer for an exact query string, encoded on first use."""
         found = self.by_query.get(query)
         if found is None and query.startswith(QUERY_PREFIX):
-            body = self.bodies.get(query[len(QUERY_PREFIX) :].decode(errors="replace"))
+            body = self.body(query[len(QUERY_PREFIX) :].decode(errors="replace"))
             if body is not None:
                 found = self.by_query[query] = served(body)
         return found
 
     def finish(self) -> None:
-        """Items and bulk payload from the previous snapshot's and what changed; gzip last."""
-        base, changed = self._base, self._changed
-        if base is not None:
-            base.complete.wait()
-        self.items = {**(base.items if base else {}), **(changed.items() if changed else {})}
+        """Encode the rest and build what GET /allocations and GET /assign read (no
+        database access here: what it needs was read with the rows)."""
+        changed = self.changed
+        if changed is not None:
+            bodies = {name: self.body(name) for name in changed.names()}
+            self.items = {**self.items, **changed.items(bodies)}
         self.bulk = Bulk(self.items)
-        self._base = self._changed = None  # the chain of snapshots ends here
+        self.changed = None
         self.complete.set()
         self.bulk.compress()
 
@@ -103,15 +115,22 @@ class Snapshot:
 
 
 def next_snapshot(base: Snapshot | None, changed: Changed) -> Snapshot:
+    """The snapshot after `base` (which must be complete) with what changed."""
     if base is None:
-        return Snapshot(changed.version, dict(changed.bodies), {}, None, changed)
-    bodies = {**base.bodies, **changed.bodies}
-    by_query = {}
-    if len(changed.bodies) < len(base.bodies) // 2:  # else re-encoding on use is cheaper
-        by_query = dict(base.by_query)
-        for name in changed.bodies:
+        return Snapshot(changed.version, {}, {}, {}, changed)
+    names = changed.names()
+    if len(names) < len(base.bodies) // 2:
+        bodies, by_query, items = dict(base.bodies), dict(base.by_query), dict(base.items)
+        for name in names:
+            bodies.pop(name, None)
             by_query.pop(query_key(name), None)
-    return Snapshot(changed.version, bodies, by_query, base, changed)
+            items.pop(name, None)
+    else:  # most changed: keep the few that did not
+        gone = set(names)
+        bodies = {n: b for n, b in base.bodies.items() if n not in gone}
+        items = {n: i for n, i in base.items.items() if n not in gone}
+        by_query = {}
+    return Snapshot(changed.version, bodies, by_query, items, changed)
 
 
 class AllocationCache:
@@ -123,7 +142,7 @@ class AllocationCache:
         self._swap = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.snapshot.bodies) if self.snapshot else 0
+        return self.snapshot.count if self.snapshot else 0
 
     def served_for(self, experiment_id: str) -> Served | None:
         return self.snapshot.allocation(query_key(experiment_id)) if self.snapshot else None
@@ -138,6 +157,8 @@ class AllocationCache:
     def _refresh(self) -> int:
         while True:
             base = self.snapshot
+            if base is not None:
+                base.complete.wait()  # a concurrent refresh may still be finishing it
             with collector_paused():
                 changed = bodies_since(base.version if base else -1)
                 if base is not None and changed.version <= base.version:
@@ -149,7 +170,7 @@ class AllocationCache:
                     break
         self.loaded.set()
         new.finish()
-        return len(changed.bodies)
+        return len(changed.names())
 
 
 @contextmanager

@@ -55,8 +55,9 @@ def seed(db_path: Path, experiments: int) -> tuple[int, str]:
     with database.connection_context():
         changed = bodies_since(-1)
     database.close()
-    etag = Bulk(changed.items()).plain.etag.decode()
-    return round(statistics.mean(len(body) for body in changed.bodies.values())), etag
+    bodies = changed.bodies()
+    etag = Bulk(changed.items(bodies)).plain.etag.decode()
+    return round(statistics.mean(len(body) for body in bodies.values())), etag
 
 
 def measure(server, paths: list, args) -> list:

@@ -8,7 +8,6 @@ core.splits.computed_body's (a test compares them); ids are restricted to charac
 need no escaping, but every string goes through the json module's own escaper anyway.
 """
 
-from dataclasses import dataclass
 from itertools import groupby
 from json.encoder import encode_basestring_ascii as quoted
 
@@ -149,40 +148,49 @@ def latest_version() -> int:
     return Experiment.select(fn.COALESCE(fn.MAX(Experiment.version), -1)).scalar()
 
 
-@dataclass(frozen=True)
 class Changed:
-    """What changed after a version: each experiment's GET /allocation body, and what its
-    GET /allocations item adds (arms, shares, stored ownership, day), encoded by items()
-    only when asked: the cache swaps the bodies in first."""
+    """What changed after a version, read in one transaction. Bodies are encoded on first
+    use (body()), so that a publish reaches GET /allocation as soon as its rows are read;
+    the cache encodes the rest, and the GET /allocations items, right after its swap
+    (without the database: everything was read here)."""
 
-    bodies: dict[str, bytes]
-    assignments: dict[str, tuple]
-    version: int
+    def __init__(self, splits: dict, placeholders: dict, reasons: dict, arms: dict, version):
+        self.splits = splits  # experiment -> its latest day's rows (split_rows)
+        self.placeholders = placeholders  # experiment -> active variants (no split yet)
+        self.arms = arms  # experiment -> every arm, in the order they joined
+        self.encoder = Encoder(reasons)
+        self.version = version
 
-    def items(self) -> dict[str, bytes]:
-        """Each body with its "assignment" member added."""
-        return {
-            name: self.bodies[name][:-1] + b',"assignment":' + assignment_json(*a).encode() + b"}"
-            for name, a in self.assignments.items()
-        }
+    def names(self) -> list[str]:
+        return [*self.splits, *self.placeholders]
+
+    def body(self, name: str) -> bytes | None:
+        rows = self.splits.get(name)
+        if rows is not None:
+            return self.encoder.body(rows)
+        variants = self.placeholders.get(name)
+        if not variants:
+            return None
+        self.encoder.shares[name] = dict(zip(variants, equal_split(len(variants)), strict=True))
+        return placeholder_body(name, variants)
+
+    def bodies(self) -> dict[str, bytes]:
+        return {name: self.body(name) for name in self.names()}
+
+    def items(self, bodies: dict[str, bytes]) -> dict[str, bytes]:
+        """Each changed body with its "assignment" member added (call after bodies())."""
+        items = {}
+        for name, arms in self.arms.items():
+            if name in self.encoder.shares and name in bodies:
+                stored, day = self.encoder.owned.get(name, (None, ""))
+                member = assignment_json(arms, self.encoder.shares[name], stored, day)
+                items[name] = bodies[name][:-1] + b',"assignment":' + member.encode() + b"}"
+        return items
 
 
-def placeholders(version: int, encoder: Encoder) -> dict[str, bytes]:
-    bodies = {}
-    for name, group in groupby(raw(placeholder_rows(version)), key=lambda row: row[0]):
-        variants = [v for _, v in group]
-        bodies[name] = placeholder_body(name, variants)
-        encoder.shares[name] = dict(zip(variants, equal_split(len(variants)), strict=True))
-    return bodies
-
-
-def assignments_of(bodies: dict[str, bytes], version: int, encoder: Encoder) -> dict:
-    found = {}
-    for name, group in groupby(raw(arm_rows(version)), key=lambda row: row[0]):
-        if name in bodies:
-            stored, day = encoder.owned.get(name, (None, ""))
-            found[name] = ([v for _, v in group], encoder.shares[name], stored, day)
-    return found
+def grouped(rows) -> dict[str, list]:
+    """Rows of (pk, name, ...) or (name, ...) by experiment name, in order."""
+    return {key: list(group) for key, group in groupby(rows, key=lambda row: row[0])}
 
 
 def bodies_since(version: int) -> Changed:
@@ -191,12 +199,13 @@ def bodies_since(version: int) -> Changed:
     with read_transaction():
         newest = latest_version()
         if newest <= version:
-            return Changed({}, {}, version)
-        encoder = Encoder({pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))})
-        bodies = {
-            rows[0][1]: encoder.body(rows)
-            for _, group in groupby(raw(split_rows(version)), key=lambda row: row[0])
-            for rows in [list(group)]
-        }
-        bodies.update(placeholders(version, encoder))
-        return Changed(bodies, assignments_of(bodies, version, encoder), newest)
+            return Changed({}, {}, {}, {}, version)
+        reasons = {pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))}
+        splits = {rows[0][1]: rows for rows in grouped(raw(split_rows(version))).values()}
+        placeholders = variants_by_name(placeholder_rows(version))
+        arms = variants_by_name(arm_rows(version))
+    return Changed(splits, placeholders, reasons, arms, newest)
+
+
+def variants_by_name(query) -> dict[str, list[str]]:
+    return {name: [v for _, v in rows] for name, rows in grouped(raw(query)).items()}

@@ -90,7 +90,8 @@ def published_day(settings, day: int) -> dict:
     clicks = [10, 40, 90] if day % 2 == 0 else [90, 40, 10]
     load(*[("exp", when, arm, 1000, c) for arm, c in zip("abc", clicks, strict=True)])
     run_at(NOW + timedelta(days=day), settings)
-    return assignments(bodies_since(-1).items())
+    changed = bodies_since(-1)
+    return assignments(changed.items(changed.bodies()))
 
 
 def test_the_job_publishes_sticky_ownership_from_the_previous_day(db, settings):
