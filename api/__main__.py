@@ -34,13 +34,16 @@ def main(argv=None) -> int:
     parse_args(argv)
     settings = load_settings_or_exit()
     check_access(settings)
+    server = settings.server
     uvicorn.run(
         "api.app:create_app",
         factory=True,
-        host=settings.server.host,
-        port=settings.server.port,
+        host=server.host,
+        port=server.port,
         log_level="info",
-        **bound_connections(settings.server),
+        **bound_connections(server),
+        workers=server.workers,
+        access_log=server.access_log,
     )
     return 0
 

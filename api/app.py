@@ -12,6 +12,7 @@ from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
 from api.pages import Pages
 from api.routes import NO_KEYS_WARNING, router
+from api.serving import router as serving_router
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
 from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
@@ -25,10 +26,11 @@ async def lifespan(app: FastAPI):
     if not app.state.access.enabled:
         log.warning(NO_KEYS_WARNING)
     open_database(settings.database)
-    app.state.cache.refresh()
+    # The first load runs in the refresher, so the port is bound while it reads (seconds
+    # at 200,000 experiments); reads of the cache wait for it (see api/routes.py).
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
     refresher.start()
-    log.info("serving %d experiments from %s", len(app.state.cache), settings.database.path)
+    log.info("loading the served splits from %s", settings.database.path)
     yield
     refresher.stop()
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False
     app.include_router(router)
+    app.include_router(serving_router)
     # Added last = runs first: a request without a key is refused before its body is read,
     # and the pages (for browsers) come after both.
     app.add_middleware(Pages, settings=app.state.settings)

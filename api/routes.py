@@ -29,6 +29,7 @@ from api.schemas import (
     SettingsOut,
     StoredOut,
 )
+from api.serving import LOADING, NOT_MODIFIED, encoded_response, loaded_cache, still_loading
 from core.db import database, storage_fault, utc_text, write_transaction
 from core.db import health as storage_health
 from core.experiments import (
@@ -94,7 +95,10 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
 
 
 @router.get(
-    "/allocation", response_model=AllocationOut, responses=NOT_FOUND | INVALID, tags=["read"]
+    "/allocation",
+    response_model=AllocationOut,
+    responses=NOT_FOUND | INVALID | LOADING | NOT_MODIFIED,
+    tags=["read"],
 )
 async def get_allocation(
     request: Request,
@@ -107,10 +111,13 @@ async def get_allocation(
         tz = request.app.state.settings.tz
         body = await run_in_threadpool(allocation_on_day, experiment_id, parse_day(date), tz)
         return Response(body, media_type="application/json")
-    body = request.app.state.cache.get(experiment_id)
-    if body is None:
+    cache = await loaded_cache(request)
+    if cache is None:
+        return still_loading()
+    found = cache.served_for(experiment_id)
+    if found is None:
         raise HTTPException(404, f"unknown experiment {experiment_id!r}")
-    return Response(body, media_type="application/json")
+    return encoded_response(found, request)
 
 
 def parse_day(text: str) -> date:

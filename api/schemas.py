@@ -69,6 +69,20 @@ class AllocationOut(BaseModel):
     }
 
 
+class AllocationsOut(BaseModel):
+    experiments: list[AllocationOut] = Field(
+        description="every served split, as GET /allocation gives it, sorted by experiment_id"
+    )
+
+
+class AssignOut(BaseModel):
+    experiment_id: str
+    unit_id: str
+    variant_id: str = Field(description="the arm this unit is assigned to")
+    bucket: int = Field(description="the unit's bucket, 0 to 9999 (see the Router guide)")
+    seed: str = Field(description="the seed hashed with the unit")
+
+
 class StoredOut(BaseModel):
     experiment_id: str
     date: dt.date

@@ -71,10 +71,26 @@ def uvicorn_server(app: str, env: dict, probe_path: str = "/") -> Iterator[int]:
     port = free_port()
     command = [PYTHON, "-m", "uvicorn", *app.split(), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    command += ["--http", "httptools", "--loop", "uvloop"]  # what python -m api runs on
+    with serving(command, env, port, probe_path):
+        yield port
+
+
+@contextlib.contextmanager
+def web_server(env: dict, workers: int = 1, probe_path: str = "/healthz") -> Iterator[int]:
+    """`python -m api` as the Procfile starts it, on a free port; stopped on exit."""
+    port = free_port()
+    env = {**env, "BANDIT_SERVER_PORT": str(port), "BANDIT_SERVER_WORKERS": str(workers)}
+    with serving([PYTHON, "-m", "api"], env, port, probe_path):
+        yield port
+
+
+@contextlib.contextmanager
+def serving(command: list[str], env: dict, port: int, probe_path: str) -> Iterator[None]:
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         wait_until_up(f"http://127.0.0.1:{port}{probe_path}")
-        yield port
+        yield
     finally:
         process.terminate()
         try:

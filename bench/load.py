@@ -2,7 +2,8 @@
 
 Both keep connections alive, pick a random request per request from the list given, stop
 after a fixed duration, and report requests per second, p99 latency and non-200 count.
-A request is a path (GET) or a (method, path, JSON body) tuple.
+A request is a path (GET) or a (method, path, JSON body[, headers]) tuple; a 3xx (a 304
+to If-None-Match) counts as an answer, not an error.
 """
 
 import asyncio
@@ -26,28 +27,36 @@ class LoadResult:
     tool: str
 
 
-def as_tuple(request) -> tuple[str, str, bytes | None]:
-    return ("GET", request, None) if isinstance(request, str) else request
+def as_tuple(request) -> tuple[str, str, bytes | None, dict]:
+    if isinstance(request, str):
+        return "GET", request, None, {}
+    method, path, body, *headers = request
+    return method, path, body, (headers[0] if headers else {})
+
+
+def lua_headers(body, headers: dict) -> str:
+    fields = {**({"Content-Type": "application/json"} if body is not None else {}), **headers}
+    return "{" + ",".join(f'["{k}"] = [==[{v}]==]' for k, v in fields.items()) + "}"
 
 
 def lua_script(requests: list) -> str:
     items = []
-    for method, path, body in map(as_tuple, requests):
+    for method, path, body, headers in map(as_tuple, requests):
         text = "nil" if body is None else f"[==[{body.decode()}]==]"
-        items.append(f'{{"{method}", "{path}", {text}}}')
+        items.append(f'{{"{method}", "{path}", {lua_headers(body, headers)}, {text}}}')
     return (
         f"local requests = {{{','.join(items)}}}\n"
-        'local json = {["Content-Type"] = "application/json"}\n'
         "request = function()\n"
         "  local r = requests[math.random(#requests)]\n"
-        "  return wrk.format(r[1], r[2], r[3] and json or nil, r[3])\n"
+        "  return wrk.format(r[1], r[2], r[3], r[4])\n"
         "end\n"
     )
 
 
 def raw_request(request) -> bytes:
-    method, path, body = as_tuple(request)
+    method, path, body, headers = as_tuple(request)
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     if body is None:
         return (head + "\r\n").encode()
     head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -82,8 +91,8 @@ def run_wrk(port: int, paths: list[str], seconds: int, connections: int) -> Load
 async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-    await reader.readexactly(length)
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    await reader.readexactly(int(length.group(1)) if length else 0)
     return status
 
 
@@ -95,7 +104,7 @@ async def one_connection(port: int, paths: list[str], stop_at: float, latencies:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             writer.write(random.choice(requests))
-            errors += await read_response(reader) != 200
+            errors += await read_response(reader) >= 400
             latencies.append(time.perf_counter() - started)
     finally:
         writer.close()

@@ -1,11 +1,13 @@
-"""Read path: GET /allocation on one uvicorn worker against a bare ASGI app (the baseline).
+"""Read path: `python -m api` (as the Procfile starts it) against a bare ASGI app.
 
     .venv/bin/python bench/read_path.py [--experiments 1000] [--seconds 5] [--rounds 3]
 
-1,000 experiments (2 to 5 arms) are loaded and published into a temporary database; each
-request asks for a random one. The baseline answers with a constant body of the same
-mean size on the same uvicorn, with the same load generator and Lua script. Rounds
-alternate baseline and service; the median round is reported.
+1,000 experiments (2 to 5 arms) are loaded and published into a temporary database. The
+baseline answers with a constant body of the mean allocation size on uvicorn + httptools +
+uvloop, with the same load generator. Measured: GET /allocation for a random experiment;
+GET /allocations with the current ETag in If-None-Match (a 304); GET /assign for 2,000
+(experiment, unit) pairs; GET /allocation with server.workers = 2 against 1 process.
+Rounds alternate them; medians are reported, a ratio as the median of its rounds' ratios.
 """
 
 import argparse
@@ -24,17 +26,20 @@ from bench.common import (
     table,
     use_database,
     uvicorn_server,
+    web_server,
     workdir,
 )
 from bench.load import run_load
 
 
-def seed(db_path: Path, experiments: int) -> int:
-    """Load and publish the experiments; return the mean allocation body size in bytes."""
+def seed(db_path: Path, experiments: int) -> tuple[int, str]:
+    """Load and publish the experiments; return the mean allocation body size in bytes and
+    the bulk payload's ETag."""
     use_database(db_path)
-    from api.cache import AllocationCache
+    from api.cache import Bulk
     from core.db import database
     from core.migrations import open_database
+    from core.served import bodies_since
     from core.settings import load_settings
     from ingest.metrics import MetricRow, store_rows
     from scheduler.job import run_job
@@ -47,20 +52,42 @@ def seed(db_path: Path, experiments: int) -> int:
     run_job(
         datetime(2025, 12, 22, 23, 50, tzinfo=UTC), dataclasses.replace(settings, sampling=sampling)
     )
-    cache = AllocationCache()
-    cache.refresh()
+    with database.connection_context():
+        changed = bodies_since(-1)
     database.close()
-    return round(statistics.mean(len(body) for _, body in cache.encoded.values()))
+    bodies = changed.bodies()
+    etag = Bulk(changed.items(bodies)).plain.etag.decode()
+    return round(statistics.mean(len(body) for body in bodies.values())), etag
 
 
-def measure(app: str, env: dict, paths: list[str], args) -> list:
-    with uvicorn_server(app, env, probe_path=paths[0]) as port:
+def measure(server, paths: list, args) -> list:
+    with server as port:
         run_load(port, paths, 1, args.connections, args.tool)  # warm up
         return [run_load(port, paths, args.seconds, args.connections, args.tool)]
 
 
-def median_result(results: list):
-    return sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(name: str, baseline: list, service: list) -> list:
+    """Medians over rounds; the ratio is the median of each round's own ratio, since both
+    were measured minutes apart on the same machine."""
+    ratios = [s.requests_per_s / b.requests_per_s for b, s in zip(baseline, service, strict=True)]
+    return [
+        name,
+        f"{median([b.requests_per_s for b in baseline]):,.0f}",
+        f"{median([s.requests_per_s for s in service]):,.0f}",
+        f"{median(ratios):.2f}",
+        f"{median([b.p99_ms for b in baseline]):.2f} ms",
+        f"{median([s.p99_ms for s in service]):.2f} ms",
+        sum(s.errors for s in service),
+        service[0].tool,
+    ]
+
+
+HEADER = ["benchmark", "baseline req/s", "service req/s", "ratio", "p99 baseline", "p99 service"]
+HEADER += ["errors", "tool"]
 
 
 def main() -> int:
@@ -74,44 +101,41 @@ def main() -> int:
     print(machine(), file=sys.stderr)
     with workdir() as tmp:
         db_path = tmp / "bench.db"
-        body_size = seed(db_path, args.experiments)
-        paths = [f"/allocation?experiment_id=exp_{e:06d}" for e in range(args.experiments)]
+        body_size, bulk_etag = seed(db_path, args.experiments)
         env = bench_env(db_path, BENCH_BODY_SIZE=str(body_size))
-        baseline, service = [], []
+        scenarios = {
+            "allocation": [
+                f"/allocation?experiment_id=exp_{e:06d}" for e in range(args.experiments)
+            ],
+            "bulk_304": [("GET", "/allocations", None, {"If-None-Match": bulk_etag})],
+            "assign": [
+                f"/assign?experiment_id=exp_{e % args.experiments:06d}&unit_id=user-{e}"
+                for e in range(2000)
+            ],
+        }
+        runs: dict[str, list] = {name: [] for name in ("bare", *scenarios, "workers_2")}
         for round_number in range(args.rounds):
-            baseline += measure("bench.bare_app:app", env, paths, args)
-            service += measure("--factory api.app:create_app", env, paths, args)
+            bare = uvicorn_server("bench.bare_app:app", env, probe_path="/")
+            runs["bare"] += measure(bare, scenarios["allocation"], args)
+            for name in scenarios:
+                runs[name] += measure(web_server(env), scenarios[name], args)
+            runs["workers_2"] += measure(web_server(env, workers=2), scenarios["allocation"], args)
             print(
-                f"round {round_number + 1}: baseline {baseline[-1]}, service {service[-1]}",
+                f"round {round_number + 1}: " + ", ".join(f"{k} {v[-1]}" for k, v in runs.items()),
                 file=sys.stderr,
             )
-    base, ours = median_result(baseline), median_result(service)
-    print(
-        table(
-            [
-                "benchmark",
-                "baseline req/s",
-                "service req/s",
-                "ratio",
-                "p99 baseline",
-                "p99 service",
-                "errors",
-                "tool",
-            ],
-            [
-                [
-                    f"GET /allocation, {args.experiments} experiments, {body_size} B",
-                    f"{base.requests_per_s:,.0f}",
-                    f"{ours.requests_per_s:,.0f}",
-                    f"{ours.requests_per_s / base.requests_per_s:.2f}",
-                    f"{base.p99_ms:.2f} ms",
-                    f"{ours.p99_ms:.2f} ms",
-                    ours.errors,
-                    ours.tool,
-                ]
-            ],
-        )
-    )
+    size = f"{args.experiments} experiments, {body_size} B"
+    rows = [
+        row(f"GET /allocation, python -m api, 1 process, {size}", runs["bare"], runs["allocation"]),
+        row("GET /allocations with If-None-Match (304)", runs["bare"], runs["bulk_304"]),
+        row("GET /assign, 2,000 (experiment, unit) pairs", runs["bare"], runs["assign"]),
+        row(
+            "GET /allocation, server.workers = 2 (baseline: 1 process)",
+            runs["allocation"],
+            runs["workers_2"],
+        ),
+    ]
+    print(table(HEADER, rows))
     return 0
 
 

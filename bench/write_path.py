@@ -1,13 +1,13 @@
-"""Write path: POST /data against raw Peewee upserts, and the bulk loader's rows per second.
+"""Write path: POST /data against plain sqlite3 upserts, and the bulk loader's rows per second.
 
     .venv/bin/python bench/write_path.py [--seconds 5] [--rounds 3] [--rows 1000000]
     .venv/bin/python bench/write_path.py --only bulk --bulk-rounds 3 --against ../other-checkout
 
 POST /data: 1,000 experiments with two variants each exist; every request reposts one
-experiment's day (an upsert of two rows) to one uvicorn worker. Baseline: the same
-upserts as plain Peewee `insert_many(...).on_conflict(...)` in one transaction each, one
-after another in one process, on the same database file and the same SQLite settings
-(WAL, synchronous=FULL by default). Both report transactions (requests) per second.
+experiment's day (an upsert of two rows) to `python -m api` (one process, as the Procfile
+starts it). Baseline: the same upserts with Python's own sqlite3 module, one transaction
+each, one after another in one process, on the same database file and the same SQLite
+settings (WAL, synchronous=FULL by default). Both report transactions (requests) per second.
 
 Bulk: a CSV of about --rows rows loaded by `python -m ingest` into an empty database
 (process wall time, from start to exit, so interpreter start and imports count against
@@ -36,7 +36,7 @@ from bench.common import (
     metric_rows,
     table,
     use_database,
-    uvicorn_server,
+    web_server,
     workdir,
     write_csv,
 )
@@ -77,40 +77,38 @@ def seed(db_path: Path, experiments: int) -> list[tuple]:
     return pairs
 
 
-def peewee_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float) -> float:
-    """Plain Peewee: one transaction per two-row upsert, as fast as one thread can go."""
-    from peewee import EXCLUDED
+UPSERT = (
+    "INSERT INTO daily_metric (experiment_id, variant_id, date, impressions, clicks, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, date, variant_id) DO UPDATE SET"
+    " impressions = excluded.impressions, clicks = excluded.clicks,"
+    " updated_at = excluded.updated_at"
+)
 
-    from core.db import database, write_transaction
-    from core.migrations import open_database
-    from core.schema import DailyMetric
+
+def stdlib_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float) -> float:
+    """Python's own sqlite3, one transaction per two-row upsert, on the service's SQLite
+    settings (WAL, its synchronous level), as fast as one thread can go."""
+    import sqlite3
+
     from core.settings import load_settings
 
-    open_database(load_settings().database)
-    conflict = [DailyMetric.experiment, DailyMetric.date, DailyMetric.variant]
-    update = {DailyMetric.clicks: EXCLUDED.clicks, DailyMetric.updated_at: EXCLUDED.updated_at}
+    settings = load_settings().database
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={settings.synchronous}")
+    conn.execute(f"PRAGMA busy_timeout={settings.busy_timeout_ms}")
     done, stop_at = 0, time.perf_counter() + seconds
-    with database.connection_context():
-        started = time.perf_counter()
-        while time.perf_counter() < stop_at:
-            i = (done * 2) % len(pairs)
-            rows = [
-                {
-                    "experiment": e,
-                    "variant": v,
-                    "date": DAY,
-                    "impressions": 1000,
-                    "clicks": done % 50,
-                }
-                for e, v in pairs[i : i + 2]
-            ]
-            with write_transaction():
-                DailyMetric.insert_many(rows).on_conflict(
-                    conflict_target=conflict, update=update
-                ).execute()
-            done += 1
-        elapsed = time.perf_counter() - started
-    database.close()
+    started = time.perf_counter()
+    while time.perf_counter() < stop_at:
+        i = (done * 2) % len(pairs)
+        now = time.strftime("%Y-%m-%d %H:%M:%S")
+        rows = [(e, v, DAY.isoformat(), 1000, done % 50, now) for e, v in pairs[i : i + 2]]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(UPSERT, rows)
+        conn.execute("COMMIT")
+        done += 1
+    elapsed = time.perf_counter() - started
+    conn.close()
     return done / elapsed
 
 
@@ -121,15 +119,15 @@ def post_rows(args, tmp: Path) -> list:
     env = bench_env(db_path)
     base, service = [], []
     for _ in range(args.rounds):
-        base.append(peewee_upserts_per_s(db_path, pairs, args.seconds))
-        with uvicorn_server("--factory api.app:create_app", env, probe_path="/healthz") as port:
+        base.append(stdlib_upserts_per_s(db_path, pairs, args.seconds))
+        with web_server(env) as port:
             run_load(port, requests, 1, args.connections, args.tool)
             service.append(run_load(port, requests, args.seconds, args.connections, args.tool))
         print(f"baseline {base[-1]:.0f}/s, service {service[-1]}", file=sys.stderr)
     b = sorted(base)[len(base) // 2]
     s = sorted(service, key=lambda r: r.requests_per_s)[len(service) // 2]
     return [
-        "POST /data (2 variants), one worker",
+        "POST /data (2 variants), python -m api, 1 process",
         f"{b:,.0f} transactions/s",
         f"{s.requests_per_s:,.0f} req/s (p99 {s.p99_ms:.1f} ms, {s.errors} errors)",
         f"{s.requests_per_s / b:.2f}",

@@ -108,9 +108,18 @@ class SchemaVersion(BaseModel):
 COLUMN_TYPES = {bool: BooleanField, int: BigIntegerField, float: DoubleField, str: CharField}
 
 
-def policy_columns() -> dict:
-    """A nullable column per policy key, typed from its default."""
-    return {s.key: COLUMN_TYPES[s.kind](null=True) for s in POLICY}
+# Policy keys added by a later migration step: their columns come after updated_at.
+LATER_POLICY_KEYS = ("assignment",)  # step 5
+
+
+def policy_columns(later: bool = False) -> dict:
+    """A nullable column per policy key, typed from its default: the first release's keys,
+    or (later=True) those added since."""
+    return {
+        s.key: COLUMN_TYPES[s.kind](null=True)
+        for s in POLICY
+        if (s.key in LATER_POLICY_KEYS) == later
+    }
 
 
 class ExperimentPolicy(BaseModel):
@@ -120,6 +129,7 @@ class ExperimentPolicy(BaseModel):
     locals().update(policy_columns())  # one per policy key, in the table's order
     archived_at = DateTimeField(null=True)
     updated_at = DateTimeField(default=utcnow)
+    locals().update(policy_columns(later=True))
 
 
 class ArchivedVariant(BaseModel):
@@ -139,6 +149,9 @@ class AllocationReason(BaseModel):
     run = ForeignKeyField(Run)
     reason = CharField()
     explanation = TextField()
+    # Added by migration 5: which arm owns which buckets that day (core/assign.py);
+    # NULL for splits published before.
+    buckets = TextField(null=True)
 
     class Meta:
         indexes = ((("experiment", "effective_date"), True),)

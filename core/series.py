@@ -28,8 +28,8 @@ from core.db import as_utc, database
 from core.experiments import find_experiment, load_state
 from core.sampling import Prior, posterior
 from core.schema import Allocation, ArchivedVariant, DailyMetric, Experiment, Variant
-from core.served import SplitDay, served_splits, split_history
 from core.settings import PolicySettings, Settings
+from core.split_history import SplitDay, served_splits, split_history
 from core.splits import publish_times
 
 # P(best) grid over all arms: the grid follows each posterior, so even 101 points an arm

@@ -1,94 +1,211 @@
-"""The splits routers were served, for core.series: every stored split as plain tuples
-(core.splits.allocation_series builds a model per row, most of a year-long page's time),
-with its fields, and the one served on each day (core.splits.served_on)."""
+"""What the web processes serve: every changed experiment's GET /allocation body, read in
+three queries from one snapshot and encoded without a model or a dict per row.
 
-from dataclasses import dataclass
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+A publish of 200,000 experiments must reach the cache within about a second, so this path
+reads raw rows (peewee builds the SQL; the driver's values are used as they come, with no
+per-value converter) and writes the JSON by hand. The bytes are the same as
+core.splits.computed_body's (a test compares them); ids are restricted to characters that
+need no escaping, but every string goes through the json module's own escaper anyway.
+"""
 
-from peewee import JOIN
+from itertools import groupby
+from json.encoder import encode_basestring_ascii as quoted
 
-from core.db import as_utc
-from core.schema import Allocation, AllocationReason, Experiment, Run, Variant
-from core.splits import LEGACY_REASON, ServedDay, served_on
+from peewee import JOIN, fn
 
-
-@dataclass(frozen=True)
-class SplitDay:
-    date: date  # the split's effective date
-    run_id: int
-    trigger: str | None
-    reason: str
-    explanation: str
-    served_from: datetime
-    from_start: bool
-    whole_day: bool
+from core.assign import assignment_json
+from core.db import database, read_transaction
+from core.policy import equal_split
+from core.schema import Allocation, AllocationReason, ArchivedVariant, Experiment, Run, Variant
+from core.splits import LEGACY_REASON, placeholder_body
 
 
-def split_history(experiment: Experiment, published: dict) -> list[dict]:
-    """Every stored split, oldest first, with the fields of core.splits.allocation_series."""
-    reasons = {
-        day: {"run_id": run, "reason": reason, "explanation": text}
-        for day, run, reason, text in AllocationReason.select(
-            AllocationReason.effective_date,
-            AllocationReason.run,
-            AllocationReason.reason,
-            AllocationReason.explanation,
-        )
-        .where(AllocationReason.experiment == experiment)
-        .tuples()
-    }
-    rows = (
-        Allocation.select(
+def latest_day(model):
+    """The outer query's experiment's latest effective date in `model`'s table: evaluated
+    once per experiment, one index lookup each (not once per row of the whole history)."""
+    inner = model.alias()
+    return (
+        inner.select(fn.MAX(inner.effective_date))
+        .where(inner.experiment == Experiment.id)
+        .order_by()
+    )
+
+
+def on_latest_day(model):
+    """The join condition: `model`'s rows of the outer experiment on its latest day."""
+    return (model.experiment == Experiment.id) & (model.effective_date == latest_day(model))
+
+
+def split_rows(version: int):
+    """(experiment pk, name, day, variant, percentage, probability, run, published) of
+    each changed experiment's latest day, in split order."""
+    published = fn.COALESCE(Run.finished_at, Allocation.created_at)
+    return (
+        Experiment.select(
+            Experiment.id,
+            Experiment.name,
             Allocation.effective_date,
-            Allocation.run,
             Variant.name,
             Allocation.percentage,
-            Run.trigger,
+            Allocation.probability,
+            Allocation.run,
+            published,
         )
-        .join(Variant)
-        .switch(Allocation)
-        .join(Run, JOIN.LEFT_OUTER)
-        .where(Allocation.experiment == experiment)
-        .order_by(Allocation.effective_date, Allocation.variant)
-        .tuples()
+        # CROSS JOIN: SQLite keeps experiment as the outer loop, so the history of
+        # allocation rows is never scanned (an inner join let it pick the other order).
+        .join(Allocation, JOIN.CROSS)
+        .join(Variant, on=(Allocation.variant == Variant.id))
+        .join(Run, JOIN.LEFT_OUTER, on=(Allocation.run == Run.id))
+        .where(on_latest_day(Allocation) & (Experiment.version > version))
+        .order_by(Experiment.id, Allocation.variant)
     )
-    history: dict[date, dict] = {}
-    for day, run, name, percentage, trigger in rows:
-        if day not in history:
-            history[day] = {
-                "date": day,
-                "run_id": run,
-                "trigger": trigger,
-                "served_from": as_utc(published[day]),
-                **LEGACY_REASON,
-                **{k: v for k, v in reasons.get(day, {}).items() if k != "run_id"},
-                "allocations": [],
-            }
-        history[day]["allocations"].append({"variant_id": name, "percentage": percentage})
-    return list(history.values())
 
 
-def served_splits(history: list, published: dict, days: list[date], tz: ZoneInfo) -> dict:
-    """{day: (SplitDay, {variant id: share})} for each day routers got a published split."""
-    by_date = {item["date"]: item for item in history}
-    found = {}
-    for day in days:
-        served = served_on(published, day, tz)
-        if served is not None:
-            found[day] = split_of(by_date[served.split], served)
-    return found
-
-
-def split_of(item: dict, served: ServedDay) -> tuple[SplitDay, dict[str, float]]:
-    split = SplitDay(
-        item["date"],
-        item["run_id"],
-        item["trigger"],
-        item["reason"],
-        item["explanation"],
-        item["served_from"],
-        served.from_start,
-        served.whole_day,
+def reason_rows(version: int):
+    return (
+        Experiment.select(
+            Experiment.id,
+            AllocationReason.reason,
+            AllocationReason.explanation,
+            AllocationReason.buckets,
+        )
+        .join(AllocationReason, JOIN.CROSS)  # experiment outside, as in split_rows
+        .where(on_latest_day(AllocationReason) & (Experiment.version > version))
     )
-    return split, {a["variant_id"]: a["percentage"] / 100 for a in item["allocations"]}
+
+
+def placeholder_rows(version: int):
+    """(experiment name, active variant) of changed experiments that have no split yet."""
+    return (
+        Variant.select(Experiment.name, Variant.name)
+        .join(Experiment)
+        .where(Experiment.version > version)
+        .where(~fn.EXISTS(Allocation.select().where(Allocation.experiment == Experiment.id)))
+        .where(Variant.id.not_in(ArchivedVariant.select(ArchivedVariant.variant)))
+        .order_by(Variant.experiment, Variant.id)
+    )
+
+
+def arm_rows(version: int):
+    """(experiment name, variant) of every arm of the changed experiments, archived ones
+    too, in the order they joined: the stable arm order of the assignment."""
+    return (
+        Variant.select(Experiment.name, Variant.name)
+        .join(Experiment)
+        .where(Experiment.version > version)
+        .order_by(Variant.experiment, Variant.id)
+    )
+
+
+def raw(query):
+    """The driver's rows as they come: no peewee converter per value."""
+    return database.execute(query)
+
+
+class Encoder:
+    """Writes split bodies; the reason and time fragments repeat across a run's
+    experiments, so each is encoded once."""
+
+    def __init__(self, reasons: dict):
+        self.reasons = reasons
+        self.fragments: dict = {}
+        self.shares: dict[str, dict[str, float]] = {}  # experiment -> variant -> percentage
+        self.owned: dict[str, tuple] = {}  # experiment -> (stored ownership, its day)
+
+    def reason(self, experiment_pk) -> str:
+        reason, explanation, _ = self.reasons.get(experiment_pk, LEGACY_REASON_ROW)
+        key = ("reason", reason, explanation)
+        if key not in self.fragments:
+            self.fragments[key] = f'"reason":{quoted(reason)},"explanation":{quoted(explanation)}'
+        return self.fragments[key]
+
+    def tail(self, run_id, published: str) -> str:
+        key = ("tail", run_id, published)
+        if key not in self.fragments:
+            # Stored as isoformat(" ") by sqlite3's adapter; served as pydantic writes UTC.
+            at = quoted(published.replace(" ", "T", 1) + "Z")
+            self.fragments[key] = f'"computed_at":{at},"run_id":{run_id},'
+        return self.fragments[key]
+
+    def body(self, rows: list) -> bytes:
+        pk, name, day, _, _, _, run_id, published = rows[0]
+        self.shares[name] = {v: p for _, _, _, v, p, _, _, _ in rows}
+        self.owned[name] = (self.reasons.get(pk, LEGACY_REASON_ROW)[2], day)
+        arms = ",".join(
+            f'{{"variant_id":{quoted(v)},"percentage":{p!r},"probability":{q!r}}}'
+            for _, _, _, v, p, q, _, _ in rows
+        )
+        return (
+            f'{{"experiment_id":{quoted(name)},"date":{quoted(day)},"status":"computed",'
+            f'"allocations":[{arms}],{self.tail(run_id, published)}{self.reason(pk)}}}'
+        ).encode()
+
+
+LEGACY_REASON_ROW = (LEGACY_REASON["reason"], LEGACY_REASON["explanation"], None)
+
+
+def latest_version() -> int:
+    return Experiment.select(fn.COALESCE(fn.MAX(Experiment.version), -1)).scalar()
+
+
+class Changed:
+    """What changed after a version, read in one transaction. Bodies are encoded on first
+    use (body()), so that a publish reaches GET /allocation as soon as its rows are read;
+    the cache encodes the rest, and the GET /allocations items, right after its swap
+    (without the database: everything was read here)."""
+
+    def __init__(self, splits: dict, placeholders: dict, reasons: dict, arms: dict, version):
+        self.splits = splits  # experiment -> its latest day's rows (split_rows)
+        self.placeholders = placeholders  # experiment -> active variants (no split yet)
+        self.arms = arms  # experiment -> every arm, in the order they joined
+        self.encoder = Encoder(reasons)
+        self.version = version
+
+    def names(self) -> list[str]:
+        return [*self.splits, *self.placeholders]
+
+    def body(self, name: str) -> bytes | None:
+        rows = self.splits.get(name)
+        if rows is not None:
+            return self.encoder.body(rows)
+        variants = self.placeholders.get(name)
+        if not variants:
+            return None
+        self.encoder.shares[name] = dict(zip(variants, equal_split(len(variants)), strict=True))
+        return placeholder_body(name, variants)
+
+    def bodies(self) -> dict[str, bytes]:
+        return {name: self.body(name) for name in self.names()}
+
+    def items(self, bodies: dict[str, bytes]) -> dict[str, bytes]:
+        """Each changed body with its "assignment" member added (call after bodies())."""
+        items = {}
+        for name, arms in self.arms.items():
+            if name in self.encoder.shares and name in bodies:
+                stored, day = self.encoder.owned.get(name, (None, ""))
+                member = assignment_json(arms, self.encoder.shares[name], stored, day)
+                items[name] = bodies[name][:-1] + b',"assignment":' + member.encode() + b"}"
+        return items
+
+
+def grouped(rows) -> dict[str, list]:
+    """Rows of (pk, name, ...) or (name, ...) by experiment name, in order."""
+    return {key: list(group) for key, group in groupby(rows, key=lambda row: row[0])}
+
+
+def bodies_since(version: int) -> Changed:
+    """Every experiment whose split changed after `version`, and the newest version among
+    them, from one consistent snapshot."""
+    with read_transaction():
+        newest = latest_version()
+        if newest <= version:
+            return Changed({}, {}, {}, {}, version)
+        reasons = {pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))}
+        splits = {rows[0][1]: rows for rows in grouped(raw(split_rows(version))).values()}
+        placeholders = variants_by_name(placeholder_rows(version))
+        arms = variants_by_name(arm_rows(version))
+    return Changed(splits, placeholders, reasons, arms, newest)
+
+
+def variants_by_name(query) -> dict[str, list[str]]:
+    return {name: [v for _, v in rows] for name, rows in grouped(raw(query)).items()}

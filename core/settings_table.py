@@ -155,6 +155,13 @@ SETTINGS = (
             "Connections the web process serves at once (uvicorn's `limit_concurrency`);"
             " requests past it get 503. The open-file limit is raised to the hard limit at"
             " start."),
+    Setting("server", "workers", 1, Between(1, 64), "1 to 64",
+            "Web processes on this host, sharing the port (1 to 64); each keeps its own copy"
+            " of the served splits, and a publish by any of them is served by all within"
+            " `refresh_ms`."),
+    Setting("server", "access_log", False, None, "",
+            "Log a line per request (uvicorn's access log). Off by default: on the hot read"
+            " path it costs more than the answer."),
     # The policy keys: defaults that each experiment can override (PUT .../settings).
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),
@@ -181,6 +188,10 @@ SETTINGS = (
             "monte_carlo or exact",
             "P(best) by `monte_carlo` (`sampling.samples` draws) or `exact` (numerical"
             " integration)."),
+    Setting("policy", "assignment", "sticky", OneOf(("sticky", "daily")), "sticky or daily",
+            "How units map to arms (see [Router guide](#router-guide)): `sticky` keeps every"
+            " unit's bucket and moves only as many units as the change of split needs;"
+            " `daily` re-randomises every unit each day."),
     Setting("auth", "require_key_for_reads", False, None, "",
             "With API keys set, reads need a key too (except `/healthz` and the API docs)."
             " Needs `BANDIT_AUTH_API_KEYS`."),

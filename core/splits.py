@@ -1,5 +1,6 @@
 """Published splits: the latest per experiment, the one routers were served on a day, an
-experiment's series, and the GET /allocation body bytes, encoded here once for every reader.
+experiment's series, and the GET /allocation body bytes (the cache loads them in bulk with
+core/served.py, which writes the same bytes).
 
 A split is served from the moment it is published (its run's end) until a later effective
 date is published, not from its effective date: a manual recompute writes tomorrow's split
@@ -17,13 +18,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
-from peewee import JOIN, chunked, fn
+from peewee import JOIN, fn
 
-from core.db import as_utc, read_transaction, utc_text
+from core.db import as_utc, utc_text
 from core.policy import NOT_COMPUTED, NOT_COMPUTED_TEXT, THOMPSON_TEXT, equal_split
-from core.schema import Allocation, AllocationReason, ArchivedVariant, Experiment, Run, Variant
+from core.schema import Allocation, AllocationReason, Experiment, Run, Variant
 
-LOAD_BATCH = 500  # experiments per query when loading bodies
 # Splits published before reasons were stored were all plain Thompson Sampling.
 LEGACY_REASON = {"reason": "thompson", "explanation": THOMPSON_TEXT}
 NOT_COMPUTED_REASON = {"reason": NOT_COMPUTED, "explanation": NOT_COMPUTED_TEXT}
@@ -123,67 +123,6 @@ def latest_allocations(experiment_pks: list[int]) -> dict[int, list]:
     for row in rows:
         grouped[row.experiment_id].append(row)
     return grouped
-
-
-def latest_reasons(experiment_pks: list[int]) -> dict[int, AllocationReason]:
-    """Each experiment's reason on its latest day, keyed by experiment primary key."""
-    latest = latest_days(AllocationReason, experiment_pks)
-    rows = AllocationReason.select().join(
-        latest,
-        on=(
-            (AllocationReason.experiment == latest.c.experiment_id)
-            & (AllocationReason.effective_date == latest.c.day)
-        ),
-    )
-    return {row.experiment_id: row for row in rows}
-
-
-def active_variant_names(experiment_pks: list[int]) -> dict[int, list[str]]:
-    rows = (
-        Variant.select(Variant.experiment, Variant.name)
-        .where(Variant.experiment.in_(experiment_pks))
-        .where(Variant.id.not_in(ArchivedVariant.select(ArchivedVariant.variant)))
-        .order_by(Variant.experiment, Variant.id)
-        .tuples()
-    )
-    grouped = defaultdict(list)
-    for exp_pk, name in rows:
-        grouped[exp_pk].append(name)
-    return grouped
-
-
-def bodies_of(changed: list[tuple]) -> dict[str, bytes]:
-    """The served body of each (pk, name, version): its latest split, else the equal split
-    of its active arms (an experiment with neither has none)."""
-    pks = [pk for pk, _, _ in changed]
-    allocations, names, reasons = (
-        latest_allocations(pks),
-        active_variant_names(pks),
-        latest_reasons(pks),
-    )
-    bodies = {}
-    for pk, name, _ in changed:
-        if allocations.get(pk):
-            bodies[name] = computed_body(name, allocations[pk], reasons.get(pk))
-        elif names.get(pk):
-            bodies[name] = placeholder_body(name, names[pk])
-    return bodies
-
-
-def bodies_since(version: int) -> tuple[dict[str, bytes], int]:
-    """The bodies of every experiment whose version moved past `version`, and the newest
-    version among them, from one consistent snapshot."""
-    with read_transaction():
-        changed = list(
-            Experiment.select(Experiment.id, Experiment.name, Experiment.version)
-            .where(Experiment.version > version)
-            .order_by(Experiment.version)
-            .tuples()
-        )
-        bodies = {}
-        for batch in chunked(changed, LOAD_BATCH):
-            bodies.update(bodies_of(batch))
-    return bodies, (changed[-1][2] if changed else version)
 
 
 def reason_on(experiment_pk: int, day) -> AllocationReason | None:

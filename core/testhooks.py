@@ -4,7 +4,8 @@
 does nothing otherwise; it first writes "test pause: publish" to stderr so the test knows
 the process has arrived. Points: `compute` (before each experiment is sampled), `stage`
 (every row staged in temporary tables, before the write lock is taken) and `publish`
-(inside the publish transaction, after the rows are written, before the commit). Never
+(inside the publish transaction, after the rows are written, before the commit), `load`
+(the web process's first load of the served splits, after its port is bound). Never
 set these in production: they only slow the job down.
 """
 

@@ -26,6 +26,8 @@ class ExperimentAllocation:
     arms: list[ArmAllocation]
     reason: str
     explanation: str
+    assignment: str = "sticky"  # the policy's: how the published buckets follow the split
+    buckets: str | None = None  # the ownership published with it (scheduler/publish.py)
 
 
 def allocate(
@@ -55,4 +57,5 @@ def allocate(
         arms,
         split.reason,
         split.explanation,
+        state.policy.assignment,
     )

@@ -13,7 +13,7 @@ publish on a connection that stays open) and vanish with the connection if it di
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from peewee import BigIntegerField, FloatField, IntegerField, TextField, Value, chunked
@@ -21,6 +21,7 @@ from peewee import BigIntegerField, FloatField, IntegerField, TextField, Value, 
 from core import testhooks
 from core.changes import mark_changed
 from core.db import bound, database, drop_temporary_tables, execute_many, write_transaction
+from core.ownership import ownership_of
 from core.schema import Allocation, AllocationReason, BaseModel
 from scheduler.runs import Clock, naive_utc
 
@@ -48,6 +49,7 @@ class StagedReason(BaseModel):
     experiment_pk = IntegerField(primary_key=True)
     reason = TextField()
     explanation = TextField()
+    buckets = TextField()  # which arm owns which buckets (core/ownership.py)
 
     class Meta:
         table_name = "staged_reason"
@@ -71,7 +73,14 @@ def staged_allocation_rows(results) -> list[tuple]:
 
 
 def staged_reason_rows(results) -> list[tuple]:
-    return [(r.experiment_pk, r.reason, r.explanation) for r in results]
+    return [(r.experiment_pk, r.reason, r.explanation, r.buckets) for r in results]
+
+
+def owned(results, effective_date: date):
+    """The results (a stream), each with its bucket ownership for the day."""
+    for batch in chunked(results, STAGE_BATCH):
+        buckets = ownership_of(batch, effective_date)
+        yield from (replace(r, buckets=b) for r, b in zip(batch, buckets, strict=True))
 
 
 def stage_batch(results: list) -> None:
@@ -118,7 +127,7 @@ def publish_allocations(
     split and its run's status commit together).
     """
     started = time.monotonic()
-    with staged(results):
+    with staged(owned(results, effective_date)):
         staged_at = time.monotonic()
         with write_transaction():
             locked = time.monotonic()
@@ -180,6 +189,7 @@ def replace_reasons(run_id: int, effective_date: date) -> None:
         Value(run_id),
         StagedReason.reason,
         StagedReason.explanation,
+        StagedReason.buckets,
     )
     fields = [
         AllocationReason.experiment,
@@ -187,5 +197,6 @@ def replace_reasons(run_id: int, effective_date: date) -> None:
         AllocationReason.run,
         AllocationReason.reason,
         AllocationReason.explanation,
+        AllocationReason.buckets,
     ]
     AllocationReason.insert_from(staged_rows, fields=fields).execute()

@@ -5,11 +5,13 @@ Every wait is bounded; every process a test starts is killed when the test ends 
 running side by side never collide; all traffic goes to 127.0.0.1.
 """
 
+import contextlib
 import http.client
 import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,10 +46,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
 class Child:
     """A child process whose stderr and stdout are collected line by line as they come."""
 
-    def __init__(self, args: list[str], env: dict):
+    def __init__(self, args: list[str], env: dict, new_session: bool = False):
         self.args = args
         self.process = subprocess.Popen(
             [sys.executable, *args],
+            start_new_session=new_session,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -93,8 +96,11 @@ class Child:
 
     def kill(self) -> None:
         """SIGKILL: no handler runs, no cleanup, like a power cut for the process."""
-        self.signal(signal.SIGKILL)
+        self.force_stop()
         self.wait(timeout=10)
+
+    def force_stop(self) -> None:
+        self.signal(signal.SIGKILL)
 
 
 class Server(Child):
@@ -136,6 +142,39 @@ class Server(Child):
             return response.status, raw
 
 
+class WebProcess(Server):
+    """`python -m api`, as the Procfile starts it, on a port that was free a moment ago
+    (server.port must be 1 to 65535, so not port 0)."""
+
+    def __init__(self, env: dict, port: int = 0):
+        if not port:
+            with closing(socket.socket()) as probe:
+                probe.bind((HOST, 0))
+                port = probe.getsockname()[1]
+        # Its own process group, so that a kill reaches the workers too.
+        env = {**env, "BANDIT_SERVER_PORT": str(port)}
+        Child.__init__(self, ["-m", "api"], env, new_session=True)
+        self.port = 0
+
+    def force_stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes under it (none when server.workers is 1)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        # multiprocessing's resource tracker is a child too; the workers are spawned.
+        return [int(c) for c in children if b"spawn_main" in self.command_line(c)]
+
+    @staticmethod
+    def command_line(pid: str) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return b""
+
+
 class Processes:
     """Starts children and guarantees they are gone when the test ends."""
 
@@ -144,6 +183,10 @@ class Processes:
 
     def server(self, env: dict) -> Server:
         return self._track(Server(env)).wait_ready()
+
+    def web(self, env: dict, port: int = 0) -> WebProcess:
+        """`python -m api`; on `port` if given (a restart on the port it had)."""
+        return self._track(WebProcess(env, port)).wait_ready()
 
     def start(self, args: list[str], env: dict) -> Child:
         return self._track(Child(args, env))
@@ -154,8 +197,7 @@ class Processes:
 
     def kill_all(self) -> None:
         for child in self.children:
-            if child.process.poll() is None:
-                child.process.kill()
+            child.force_stop()
             child.wait(timeout=10)
 
 

@@ -42,6 +42,10 @@ ROWS = {
         "INSERT INTO run VALUES (2, 'nightly', '2025-12-24', NULL, '2025-12-23 23:50:00', NULL,"
         " 'running', 0, NULL, '2025-12-23 23:50:00', '2025-12-23 23:55:00', 'host:42')",
     ],
+    5: [
+        "UPDATE allocation_reason SET buckets = 'sticky 0:1250,1:8750' WHERE id = 1",
+        "UPDATE experiment_policy SET assignment = 'daily' WHERE id = 1",
+    ],
 }
 
 

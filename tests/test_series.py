@@ -12,7 +12,7 @@ from core.beta import credible_interval, exact_prob_best
 from core.counts import aggregate_counts
 from core.experiments import find_experiment, find_variant, set_variant_archived
 from core.series import experiment_series
-from core.served import split_history
+from core.split_history import split_history
 from core.splits import allocation_series, publish_times
 from tests.helpers import load, run_at, utc
 

@@ -25,6 +25,8 @@ GOOD_OVERRIDES = {
     ("sampling", "samples"): "5000",
     ("server", "port"): "9000",
     ("server", "refresh_ms"): "100",
+    ("server", "access_log"): "true",
+    ("policy", "assignment"): "daily",
     ("policy", "min_allocation"): "0.05",
     ("policy", "winner_probability"): "0.99",
     ("policy", "value_remaining"): "0.05",
