@@ -125,6 +125,19 @@ def latest_allocations(experiment_pks: list[int]) -> dict[int, list]:
     return grouped
 
 
+def latest_reasons(experiment_pks: list[int]) -> dict[int, AllocationReason]:
+    """Each experiment's reason on its latest day, keyed by experiment primary key."""
+    latest = latest_days(AllocationReason, experiment_pks)
+    rows = AllocationReason.select().join(
+        latest,
+        on=(
+            (AllocationReason.experiment == latest.c.experiment_id)
+            & (AllocationReason.effective_date == latest.c.day)
+        ),
+    )
+    return {row.experiment_id: row for row in rows}
+
+
 def reason_on(experiment_pk: int, day) -> AllocationReason | None:
     return AllocationReason.get_or_none(
         (AllocationReason.experiment == experiment_pk) & (AllocationReason.effective_date == day)
