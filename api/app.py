@@ -5,11 +5,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import metrics
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
 from api.fastpath import AllocationApp
+from api.logs import RequestId
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
+from api.ops import router as ops_router
 from api.routes import NO_KEYS_WARNING, router
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
@@ -38,6 +41,15 @@ def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:
     return AccessPolicy(keys, settings.auth.require_key_for_reads)
 
 
+def install_observability(app: FastAPI) -> None:
+    """Outermost: every answer, a 401 or 413 too, is counted and carries its request id."""
+    enabled = app.state.settings.server.metrics
+    metrics.set_enabled(enabled)
+    if enabled:
+        app.add_middleware(metrics.HttpMetrics, routes_of=app)
+    app.add_middleware(RequestId)
+
+
 def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None) -> FastAPI:
     """The app; keys come from the environment unless given (tests pass them)."""
     app = AllocationApp(
@@ -55,8 +67,10 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False
     app.include_router(router)
+    app.include_router(ops_router)
     # Added last = runs first: a request without a key is refused before its body is read.
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
     app.add_middleware(RequireApiKey, policy=app.state.access)
+    install_observability(app)
     install_openapi(app)
     return app

@@ -8,6 +8,7 @@ or another worker is served within refresh_ms without a query per request.
 
 import logging
 import threading
+import time
 
 from api.fastpath import query_key, response_headers
 from core.db import database
@@ -23,6 +24,7 @@ class AllocationCache:
     def __init__(self):
         self.encoded: dict[bytes, tuple[list, bytes]] = {}
         self.version = -1
+        self.refreshed_at: float | None = None  # time.monotonic() of the last refresh
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -48,6 +50,7 @@ class AllocationCache:
             bodies, self.version = bodies_since(self.version)
             for name, body in bodies.items():
                 self.put(name, body)
+            self.refreshed_at = time.monotonic()
         return len(bodies)
 
 

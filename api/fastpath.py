@@ -16,6 +16,8 @@ whose middleware answers 401.
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 
+from api import metrics
+
 ALLOCATION_PATH = "/allocation"
 QUERY_PREFIX = b"experiment_id="
 
@@ -41,6 +43,7 @@ class AllocationApp(FastAPI):
             found = self.state.cache.encoded.get(scope["query_string"])
             if found is not None and self.may_read(scope):
                 headers, body = found
+                metrics.fast_read()
                 # Fresh message dicts: a server or wrapper may keep or change what it is sent.
                 await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
                 await send({"type": "http.response.body", "body": body})

@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 
 from api.errors import error_response
+from core.logs import KEY_NAME
 from core.secrets import ApiKeys
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Open even when reads need a key: probes and the API's own documentation.
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 CHALLENGE = 'Bearer realm="bandit-api"'
 
 
@@ -89,7 +92,9 @@ class RequireApiKey:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self.policy.needs_key(scope["method"], scope["path"]):
             value = Headers(scope=scope).get("authorization")
-            if not authorized(value, self.policy.keys):
+            token = bearer_token(value)
+            name = self.policy.keys.name_of(token) if token is not None else None
+            if name is None:
                 response = error_response(
                     "unauthorized",
                     unauthorized_message(value),
@@ -98,6 +103,7 @@ class RequireApiKey:
                 )
                 await response(scope, receive, send)
                 return
+            KEY_NAME.set(name)  # for the audit line of what this request changes
         await self.app(scope, receive, send)
 
 

@@ -241,8 +241,26 @@ class ExperimentDetail(BaseModel):
     settings: PolicyOut
 
 
+class RunDetail(BaseModel):
+    run_id: int
+    trigger: str = Field(description="nightly, catch_up or manual")
+    effective_date: dt.date = Field(description="the day the run computes the split for")
+    experiment_id: str | None = Field(description="the one experiment it ran for; null: all")
+    scheduled_for: dt.datetime | None = Field(description="the nightly fire time it is for")
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    status: str = Field(description="running, success, failed or cancelled")
+    experiments_processed: int
+    phase_seconds: dict[str, float] | None = Field(
+        description="compute, staging and publish_lock (how long the write lock was held),"
+        " for a successful run"
+    )
+    error: str | None
+
+
 class HealthOut(BaseModel):
-    status: str
+    status: str = Field(description="ok, degraded (see reasons) or error (database unreachable)")
     database: str
     last_nightly_success: dt.datetime | None
     experiments_cached: int
@@ -250,3 +268,18 @@ class HealthOut(BaseModel):
         description="off (no BANDIT_AUTH_API_KEYS), writes, or reads_and_writes: what needs a key"
     )
     warnings: list[str] = Field(description="configuration an operator should fix")
+    reasons: list[str] = Field(
+        default=[], description="why the status is degraded: a failed or stale nightly run"
+    )
+    last_scheduled_run: RunDetail | None = Field(
+        default=None, description="the newest nightly or catch-up run that has ended"
+    )
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready, or not_ready (503) with the problems")
+    problems: list[str] = Field(description="empty when ready")
+
+
+class LiveOut(BaseModel):
+    status: str = Field(examples=["alive"])

@@ -6,6 +6,7 @@ The same code runs from the clock, `python -m scheduler run-once` and POST /reco
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,6 +27,7 @@ from scheduler.runs import (
     lease_kept,
     mark_succeeded,
     raise_if_stopped,
+    record_phases,
     start_run,
     until_stopped,
 )
@@ -92,13 +94,15 @@ def run_job(
     effective_date: date | None = None,
     scheduled_for: datetime | None = None,
     should_stop=None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunSummary | None:
     """Compute and publish allocations for every experiment (or one); never half-publishes.
 
     A scheduled run (scheduled_for set) returns None without running when another process
     holds or has done that scheduled time. should_stop() is asked before each experiment
     and before publishing; once it is true the run ends 'cancelled' with nothing written.
-    Every row the run writes is stamped from now (runs.clock_from).
+    Every row the run writes is stamped from now (runs.clock_from). on_start(run_id) is
+    called once the run's row exists (POST /recompute answers with it when the run is long).
     """
     effective_date = effective_date or next_effective_date(now, settings.tz)
     lease = settings.schedule.lease_seconds
@@ -107,19 +111,32 @@ def run_job(
         if run_id is None:
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
+        if on_start is not None:
+            on_start(run_id)
         clock = clock_from(now)
         try:
             with lease_kept(run_id, lease, clock), tempfile.TemporaryFile() as spilled:
-                processed = compute(experiment_id, effective_date, settings, spilled, should_stop)
-                raise_if_stopped(should_stop)
-                publish(run_id, effective_date, spilled, processed, clock)
+                processed, phases = compute_and_publish(
+                    run_id, experiment_id, effective_date, settings, spilled, clock, should_stop
+                )
         except Exception as exc:
             status, error = record_failure(run_id, exc, clock())
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
+        record_phases(run_id, phases)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
 
 
-def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
+def compute_and_publish(run_id, experiment_id, effective_date, settings, spilled, clock, stop):
+    """The run's work; returns how many experiments it published and each phase's seconds."""
+    started = time.monotonic()
+    processed = compute(experiment_id, effective_date, settings, spilled, stop)
+    computed = time.monotonic() - started
+    raise_if_stopped(stop)
+    times = publish(run_id, effective_date, spilled, processed, clock)
+    return processed, {"compute": computed, "staging": times.staging, "publish_lock": times.locked}
+
+
+def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock):
     """Publish the spilled results, with the run's success in the same transaction."""
     times = publish_allocations(
         run_id,
@@ -136,6 +153,7 @@ def publish(run_id: int, effective_date: date, spilled, processed: int, clock: C
         times.staging,
         times.locked,
     )
+    return times
 
 
 def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str]:

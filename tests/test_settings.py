@@ -25,6 +25,7 @@ GOOD_OVERRIDES = {
     ("sampling", "samples"): "5000",
     ("server", "port"): "9000",
     ("server", "refresh_ms"): "100",
+    ("server", "log_format"): "json",
     ("policy", "min_allocation"): "0.05",
     ("policy", "winner_probability"): "0.99",
     ("policy", "value_remaining"): "0.05",
