@@ -6,6 +6,8 @@ import sys
 import uvicorn
 
 from api.app import access_policy
+from api.metrics import share_between_workers
+from core.logs import log_config
 from core.secrets import load_api_keys
 from core.settings import SettingsError, load_settings_or_exit
 
@@ -33,12 +35,15 @@ def main(argv=None) -> int:
     parse_args(argv)
     settings = load_settings_or_exit()
     check_access(settings)
+    # server.workers comes with the routers' branch; until then one worker.
+    share_between_workers(getattr(settings.server, "workers", 1))
     uvicorn.run(
         "api.app:create_app",
         factory=True,
         host=settings.server.host,
         port=settings.server.port,
         log_level="info",
+        log_config=log_config(settings.server.log_format),
     )
     return 0
 

@@ -12,6 +12,7 @@ before any routing, and timing them would cost more than the counting.
 """
 
 import os
+import tempfile
 import time
 
 from prometheus_client import (
@@ -27,11 +28,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from core.db import database
-from core.runs_view import counter_value, latest_finished_run, runs_by_outcome
+from core.runs_view import BULK_ROWS_COUNTER, counter_value, latest_finished_run, runs_by_outcome
 from scheduler.runs import last_scheduled_success
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-BULK_ROWS_COUNTER = "rows_loaded"  # the database counter the bulk loader bumps
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 REGISTRY = CollectorRegistry(auto_describe=True)
 HTTP_REQUESTS = Counter(
@@ -53,6 +53,13 @@ POSTED_ROWS = Counter(
 FAST_READS = HTTP_REQUESTS.labels("/allocation", "GET", "200")
 
 
+def share_between_workers(workers: int) -> None:
+    """Before uvicorn starts several workers: a fresh directory for their counts, so each
+    start begins at zero (an operator who sets the variable must empty it at each start)."""
+    if workers > 1 and not os.environ.get(MULTIPROCESS_VARIABLE):
+        os.environ[MULTIPROCESS_VARIABLE] = tempfile.mkdtemp(prefix="bandit-metrics-")
+
+
 def nothing() -> None:
     pass
 
@@ -70,12 +77,21 @@ def count_posted(rows: int) -> None:
     POSTED_ROWS.inc(rows)
 
 
-def route_label(app, scope) -> str:
+def leaf_routes(routes) -> list:
+    """The app's routes, with included routers opened (FastAPI wraps each include)."""
+    found = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        found += leaf_routes(included.routes) if included is not None else [route]
+    return found
+
+
+def route_label(routes, scope) -> str:
     """The route's template (bounded cardinality); a request refused before routing (401,
     413) is matched here, and one that matches no route is "unmatched"."""
     route = scope.get("route")
     if route is None:
-        route = next((r for r in app.routes if r.matches(scope)[0] == Match.FULL), None)
+        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
     return getattr(route, "path", "unmatched")
 
 
@@ -84,7 +100,8 @@ class HttpMetrics:
 
     def __init__(self, app, routes_of):
         self.app = app
-        self.routes_of = routes_of  # the FastAPI app, for route_label
+        self.routes_of = routes_of  # the FastAPI app, whose routes name what is counted
+        self.routes: list | None = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -103,7 +120,9 @@ class HttpMetrics:
             self.record(scope, status[0], time.perf_counter() - started)
 
     def record(self, scope, status: int, seconds: float) -> None:
-        route = route_label(self.routes_of, scope)
+        if self.routes is None:  # read once every route is included
+            self.routes = leaf_routes(self.routes_of.routes)
+        route = route_label(self.routes, scope)
         method = scope["method"] if scope["method"] in METHODS else "other"
         HTTP_REQUESTS.labels(route, method, str(status)).inc()
         HTTP_SECONDS.labels(route, method).observe(seconds)

@@ -10,6 +10,7 @@ from core.db import as_utc, database, is_busy, write_transaction
 from core.schema import Counter, Run
 
 SCHEDULED_TRIGGERS = ("nightly", "catch_up")
+BULK_ROWS_COUNTER = "rows_loaded"  # the counter row bulk loads add their rows to
 # A nightly run is due every 24 hours; half a day more leaves room for a slow or retried one.
 STALE_AFTER = timedelta(hours=36)
 

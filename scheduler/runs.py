@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from core.db import as_utc, database, naive_utc, write_transaction
+from core.runs_view import SCHEDULED_TRIGGERS
 from core.schema import Run
 
 Clock = Callable[[], datetime]  # returns an aware time
 
 log = logging.getLogger("bandit.runs")
-SCHEDULED_TRIGGERS = ("nightly", "catch_up")
 ABANDONED = "abandoned: its process died (killed or crashed) or stopped renewing the lease"
 
 
