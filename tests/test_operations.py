@@ -45,7 +45,8 @@ def test_a_run_shows_its_trigger_times_status_and_phases(client, settings):
     client.post("/data", json=CONTRACT_POST)
     summary = run_at(NOW, settings, scheduled_for=NOW)
     run = client.get(f"/runs/{summary.run_id}").json()
-    assert (run["trigger"], run["status"], run["experiments_processed"]) == ("nightly", "success", 1)
+    assert (run["trigger"], run["status"]) == ("nightly", "success")
+    assert run["experiments_processed"] == 1
     assert run["started_at"] == "2025-12-22T23:50:00Z"
     assert run["scheduled_for"] == "2025-12-22T23:50:00Z"
     assert run["finished_at"].startswith("2025-12-22T23:50:") and run["duration_seconds"] >= 0
