@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
         title="bandit-api",
         version="1.0.0",
         lifespan=lifespan,
+        docs_url=None,  # api/openapi.py serves /docs and /redoc without a CDN
+        redoc_url=None,
         description="Thompson Sampling traffic splits, computed nightly, served from memory.",
     )
     app.state.settings = settings or load_settings()

@@ -27,6 +27,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/livez", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+PUBLIC_PREFIX = "/docs/assets/"  # the documentation pages' scripts and styles
 CHALLENGE = 'Bearer realm="bandit-api"'
 
 
@@ -65,7 +66,8 @@ class AccessPolicy:
             return False
         if method.upper() not in READ_METHODS:
             return True
-        return self.require_key_for_reads and path not in PUBLIC_PATHS
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
+        return self.require_key_for_reads and not public
 
     def allows(self, method: str, path: str, header_value: bytes | str | None) -> bool:
         return not self.needs_key(method, path) or authorized(header_value, self.keys)

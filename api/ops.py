@@ -2,6 +2,7 @@
 (/healthz, the overall verdict, is with the other routes in api/routes.py.)"""
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from api import metrics
 from api.schemas import ErrorOut, LiveOut, ReadyOut, RunDetail
@@ -60,7 +61,12 @@ def get_run(run_id: int = Path(ge=1, le=2**63 - 1)) -> dict:
     return found
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    response_class=PlainTextResponse,
+    responses={404: {"model": ErrorOut, "description": "server.metrics is false"}},
+)
 def get_metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format); 404 when server.metrics is off."""
     if not request.app.state.settings.server.metrics:

@@ -24,9 +24,20 @@ REASON_HELP = (
 )
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="the field at fault, dotted (variants.0.clicks), or body")
+    message: str
+
+
 class ErrorOut(BaseModel):
-    error: str = Field(examples=["not_found"])
+    error: str = Field(
+        description="not_found, invalid_request, unauthorized, too_large, busy, ...",
+        examples=["not_found"],
+    )
     message: str = Field(examples=["unknown experiment 'ctr_test'"])
+    errors: list[FieldError] | None = Field(
+        default=None, description="422 only: each problem found, with its field"
+    )
 
 
 class AllocationItem(BaseModel):
