@@ -17,7 +17,9 @@ KEY_NAME: ContextVar[str | None] = ContextVar("api_key_name", default=None)
 audit_log = logging.getLogger("bandit.audit")
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
-STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+# (Formatters add message and asctime; uvicorn adds color_message, the same text in color.)
+NOT_FIELDS = {"message", "asctime", "color_message"}
+STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | NOT_FIELDS
 
 
 def fields_of(record: logging.LogRecord, leave_out=frozenset()) -> dict:

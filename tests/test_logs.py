@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.logs import REQUEST_ID, JsonLines, log_config
+from core.logs import REQUEST_ID, JsonLines, TextLines, log_config
 from core.secrets import parse_api_keys
 from tests.helpers import CONTRACT_POST, KEY
 from tests.processes import HOST, child_env
@@ -120,3 +120,10 @@ def get(port: int, path: str, headers: dict) -> int:
     with closing(http.client.HTTPConnection(HOST, port, timeout=10)) as conn:
         conn.request("GET", path, headers=headers)
         return conn.getresponse().status
+
+
+def test_text_lines_add_only_the_request_id_and_real_fields():
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "x.py", 1, "started", (), None)
+    record.color_message = "\x1b[1mstarted\x1b[0m"  # what uvicorn adds
+    line = TextLines("%(asctime)s %(message)s").format(record)
+    assert line.endswith(" started") and "[" not in line
