@@ -132,32 +132,40 @@ def install_openapi(app: FastAPI) -> None:
     install_docs(app)
 
 
+def swagger_ui(title: str):
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{title} - Swagger UI",
+        swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
+    )
+
+
+def redoc(title: str):
+    return get_redoc_html(
+        openapi_url="/openapi.json",
+        title=f"{title} - ReDoc",
+        redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
 def install_docs(app: FastAPI) -> None:
     """/docs and /redoc with their scripts and styles from ASSETS_PATH (the app is made
     with docs_url and redoc_url None, so FastAPI adds no CDN pages of its own)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS), name="docs-assets")
+    for path, page in (("/docs", swagger_ui), ("/redoc", redoc)):
+        app.add_route(path, served_alone(page, app.title), include_in_schema=False)
 
-    def swagger_ui():
-        page = get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
-        )
-        page.headers.update(SAME_ORIGIN_ONLY)
-        return page
 
-    def redoc():
-        page = get_redoc_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
-            with_google_fonts=False,
-        )
-        page.headers.update(SAME_ORIGIN_ONLY)
-        return page
+def served_alone(page, title: str):
+    """The page's endpoint, with a policy that lets it load nothing from elsewhere."""
 
-    app.add_route("/docs", lambda request: swagger_ui(), include_in_schema=False)
-    app.add_route("/redoc", lambda request: redoc(), include_in_schema=False)
+    def endpoint(request):
+        response = page(title)
+        response.headers.update(SAME_ORIGIN_ONLY)
+        return response
+
+    return endpoint
