@@ -5,12 +5,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api import metrics
+from api.routes import MAX_OFFSET
 from api.schemas import ErrorOut, LiveOut, ReadyOut, RunDetail
 from core.db import database
 from core.runs_view import find_run, list_runs, probe_write
 
 router = APIRouter()
-MAX_OFFSET = 1_000_000_000  # as api.routes: past it a 64-bit database integer overflows
 
 NOT_READY = {503: {"model": ReadyOut, "description": "not ready: the problems say why"}}
 
