@@ -152,6 +152,7 @@ def publish(run_id: int, effective_date: date, spilled, processed: int, clock: C
         effective_date,
         times.staging,
         times.locked,
+        extra={"run_id": run_id},  # a field of its own in JSON log lines
     )
     return times
 
@@ -160,10 +161,10 @@ def record_failure(run_id: int, exc: Exception, now: datetime) -> tuple[str, str
     """End the run 'cancelled' or 'failed'; return that status and the error, which the
     run's row and its summary both carry."""
     if isinstance(exc, RunCancelled):
-        log.warning("run %s cancelled before publishing", run_id)
+        log.warning("run %s cancelled before publishing", run_id, extra={"run_id": run_id})
         status, error = "cancelled", str(exc)
     else:
-        log.exception("run %s failed", run_id, exc_info=exc)
+        log.exception("run %s failed", run_id, exc_info=exc, extra={"run_id": run_id})
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     finish_run(run_id, now, status, 0, error)
     return status, error

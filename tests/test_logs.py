@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.logs import REQUEST_ID, JsonLines, TextLines, log_config
 from core.secrets import parse_api_keys
-from tests.helpers import CONTRACT_POST, KEY
+from tests.helpers import CONTRACT_POST, KEY, NOW, load_contract, run_at
 from tests.processes import HOST, child_env
 
 OPS = {"Authorization": f"Bearer {KEY}"}
@@ -127,3 +127,12 @@ def test_text_lines_add_only_the_request_id_and_real_fields():
     record.color_message = "\x1b[1mstarted\x1b[0m"  # what uvicorn adds
     line = TextLines("%(asctime)s %(message)s").format(record)
     assert line.endswith(" started") and "[" not in line
+
+
+def test_a_run_logs_its_id_as_a_field(db, settings, caplog):
+    load_contract()
+    caplog.set_level(logging.INFO, logger="bandit.job")
+    summary = run_at(NOW, settings)
+    published = [r for r in caplog.records if "published" in r.getMessage()]
+    assert published and published[0].run_id == summary.run_id
+    assert json.loads(JsonLines().format(published[0]))["run_id"] == summary.run_id
