@@ -7,6 +7,8 @@ import uvicorn
 
 from api.app import access_policy
 from api.connections import bound_connections
+from api.metrics import share_between_workers
+from core.logs import log_config
 from core.secrets import load_api_keys
 from core.settings import SettingsError, load_settings_or_exit
 
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     settings = load_settings_or_exit()
     check_access(settings)
     server = settings.server
+    share_between_workers(server.workers)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -44,6 +47,7 @@ def main(argv=None) -> int:
         **bound_connections(server),
         workers=server.workers,
         access_log=server.access_log,
+        log_config=log_config(server.log_format),
     )
     return 0
 

@@ -5,11 +5,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import metrics
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
 from api.fastpath import AllocationApp
+from api.logs import RequestId
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
+from api.ops import router as ops_router
 from api.pages import Pages
 from api.routes import NO_KEYS_WARNING, router
 from api.serving import router as serving_router
@@ -41,12 +44,23 @@ def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:
     return AccessPolicy(keys, settings.auth.require_key_for_reads)
 
 
+def install_observability(app: FastAPI) -> None:
+    """Outermost: every answer, a 401 or 413 too, is counted and carries its request id."""
+    enabled = app.state.settings.server.metrics
+    metrics.set_enabled(enabled)
+    if enabled:
+        app.add_middleware(metrics.HttpMetrics, routes_of=app)
+    app.add_middleware(RequestId)
+
+
 def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None) -> FastAPI:
     """The app; keys come from the environment unless given (tests pass them)."""
     app = AllocationApp(
         title="bandit-api",
         version="1.0.0",
         lifespan=lifespan,
+        docs_url=None,  # api/openapi.py serves /docs and /redoc without a CDN
+        redoc_url=None,
         description="Thompson Sampling traffic splits, computed nightly, served from memory.",
     )
     app.state.settings = settings or load_settings()
@@ -59,10 +73,12 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     app.router.redirect_slashes = False
     app.include_router(router)
     app.include_router(serving_router)
+    app.include_router(ops_router)
     # Added last = runs first: a request without a key is refused before its body is read,
     # and the pages (for browsers) come after both.
     app.add_middleware(Pages, settings=app.state.settings)
     app.add_middleware(LimitBodySize, max_body_bytes=app.state.settings.server.max_body_bytes)
     app.add_middleware(RequireApiKey, policy=app.state.access)
+    install_observability(app)
     install_openapi(app)
     return app

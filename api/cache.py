@@ -16,6 +16,7 @@ import gzip
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 
 from api.fastpath import QUERY_PREFIX, Served, etag_of, header, query_key, served
@@ -140,6 +141,7 @@ class AllocationCache:
         self.snapshot: Snapshot | None = None
         self.loaded = threading.Event()
         self._swap = threading.Lock()
+        self.refreshed_at: float | None = None  # time.monotonic() of the last refresh
 
     def __len__(self) -> int:
         return self.snapshot.count if self.snapshot else 0
@@ -162,12 +164,14 @@ class AllocationCache:
             with collector_paused():
                 changed = bodies_since(base.version if base else -1)
                 if base is not None and changed.version <= base.version:
+                    self.refreshed_at = time.monotonic()
                     return 0
                 new = next_snapshot(base, changed)
             with self._swap:
                 if self.snapshot is base:  # else another refresh swapped first: redo
                     self.snapshot = new
                     break
+        self.refreshed_at = time.monotonic()
         self.loaded.set()
         new.finish()
         return len(changed.names())

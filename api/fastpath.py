@@ -23,6 +23,8 @@ from json.encoder import encode_basestring_ascii as quoted
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 
+from api import metrics
+
 ALLOCATION_PATH = "/allocation"
 BULK_PATH = "/allocations"
 ASSIGN_PATH = "/assign"
@@ -135,6 +137,7 @@ class AllocationApp(FastAPI):
         if scope["type"] == "http" and scope["method"] in READ_METHODS:
             answer = self.from_memory(scope)
             if answer is not None:
+                metrics.fast_read()
                 await send_response(send, *answer)
                 return
         await super().__call__(scope, receive, send)

@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 
 from api.errors import error_response
+from core.logs import KEY_NAME
 from core.secrets import ApiKeys
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Open even when reads need a key: probes and the API's own documentation.
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+PUBLIC_PREFIX = "/docs/assets/"  # the documentation pages' scripts and styles
 CHALLENGE = 'Bearer realm="bandit-api"'
 
 
@@ -62,7 +66,8 @@ class AccessPolicy:
             return False
         if method.upper() not in READ_METHODS:
             return True
-        return self.require_key_for_reads and path not in PUBLIC_PATHS
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX)
+        return self.require_key_for_reads and not public
 
     def allows(self, method: str, path: str, header_value: bytes | str | None) -> bool:
         return not self.needs_key(method, path) or authorized(header_value, self.keys)
@@ -89,7 +94,9 @@ class RequireApiKey:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self.policy.needs_key(scope["method"], scope["path"]):
             value = Headers(scope=scope).get("authorization")
-            if not authorized(value, self.policy.keys):
+            token = bearer_token(value)
+            name = self.policy.keys.name_of(token) if token is not None else None
+            if name is None:
                 response = error_response(
                     "unauthorized",
                     unauthorized_message(value),
@@ -98,6 +105,7 @@ class RequireApiKey:
                 )
                 await response(scope, receive, send)
                 return
+            KEY_NAME.set(name)  # for the audit line of what this request changes
         await self.app(scope, receive, send)
 
 

@@ -11,8 +11,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api import metrics as metrics_
 from api.accept import preferred
 from api.errors import invalid
+from api.recompute import LONG_RUN, launch, recompute_finished
 from api.schemas import (
     AllocationOut,
     ErrorOut,
@@ -40,14 +42,15 @@ from core.experiments import (
     set_experiment_archived,
     settings_view,
 )
+from core.logs import audit
 from core.outlook_report import experiment_outlook
 from core.report import experiment_detail, list_experiments
+from core.runs_view import find_run, latest_scheduled_run, run_problems
 from core.series import experiment_series, metrics_rows, series_json
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
 from ingest.metrics import queue_rows, rows_of
 from ingest.validation import DailyMetrics, date_problem, iso_date
-from scheduler.job import run_job
 from scheduler.runs import last_scheduled_success
 
 router = APIRouter()
@@ -81,6 +84,7 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     # connection per request.
     cap = request.app.state.settings.sampling.max_active_arms
     result = await asyncio.wrap_future(queue_rows(rows_of(metrics), cap))
+    metrics_.count_posted(result.rows)
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(request.app.state.cache.refresh)
     return StoredOut(
@@ -148,15 +152,28 @@ def list_allocations(experiment_id: str) -> list[dict]:
         return allocation_series(find_experiment(experiment_id))
 
 
-@router.post("/recompute", response_model=RunOut, responses=NOT_FOUND | INVALID, tags=["write"])
-def recompute(request: Request, body: Annotated[RecomputeIn | None, Body()] = None) -> RunOut:
-    """Run the nightly job now (all experiments, or one) with the nightly code."""
+@router.post(
+    "/recompute", response_model=RunOut, responses=NOT_FOUND | INVALID | LONG_RUN, tags=["write"]
+)
+def recompute(
+    request: Request, response: Response, body: Annotated[RecomputeIn | None, Body()] = None
+) -> RunOut:
+    """Run the nightly job now (all experiments, or one) with the nightly code. A run that
+    ends within server.recompute_wait_seconds is answered with its summary; a longer one
+    with 202 and `Location: /runs/{id}`, while it goes on in the background."""
     experiment_id = body.experiment_id if body else None
     if experiment_id:
         with database.connection_context():
             find_experiment(experiment_id)
-    summary = run_job(now(), request.app.state.settings, "manual", experiment_id=experiment_id)
-    request.app.state.cache.refresh()
+    settings = request.app.state.settings
+    finished = recompute_finished(request.app.state.cache, experiment_id)
+    job = launch(settings, experiment_id, finished)
+    summary = job.wait(settings.server.recompute_wait_seconds)
+    if summary is None:
+        response.status_code = 202
+        response.headers["Location"] = f"/runs/{job.run_id}"
+        with database.connection_context():
+            return RunOut(**find_run(job.run_id))
     if summary.status != "success":
         raise HTTPException(500, f"run {summary.run_id} failed: {summary.error}")
     return RunOut(**summary.__dict__)
@@ -200,8 +217,15 @@ def put_settings(request: Request, experiment_id: str, body: SettingsIn) -> dict
     defaults = request.app.state.settings.policy
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
+        before = settings_view(experiment, defaults)
         change_settings(experiment, changes, defaults)
-        return settings_view(experiment, defaults)
+        after = settings_view(experiment, defaults)
+    audit("settings", experiment_id, changed(before["settings"], after["settings"], changes))
+    return after
+
+
+def changed(before: dict, after: dict, keys) -> dict[str, tuple]:
+    return {key: (before[key], after[key]) for key in keys}
 
 
 @router.post("/experiments/{experiment_id}/archive", response_model=SettingsOut, tags=["lifecycle"])
@@ -221,8 +245,11 @@ def unarchive_experiment(request: Request, experiment_id: str) -> dict:
 def experiment_archived(request: Request, experiment_id: str, archived: bool) -> dict:
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
+        was = settings_view(experiment, request.app.state.settings.policy)["archived"]
         set_experiment_archived(experiment.id, archived)
-        return settings_view(experiment, request.app.state.settings.policy)
+        body = settings_view(experiment, request.app.state.settings.policy)
+    audit("archive", experiment_id, {"archived": (was, archived)})
+    return body
 
 
 @router.post(
@@ -250,41 +277,55 @@ def variant_archived(request: Request, experiment_id: str, variant_id: str, arch
     with database.connection_context(), write_transaction():
         experiment = find_experiment(experiment_id)
         cap = request.app.state.settings.sampling.max_active_arms
+        was = variant_flags(settings_view(experiment, defaults))
         change_variant_archived(
             experiment, find_variant(experiment, variant_id), archived, defaults, cap
         )
         body = settings_view(experiment, defaults)
     request.app.state.cache.refresh()  # after the commit, so it sees the change
+    audit("archive", f"{experiment_id}/{variant_id}", {"archived": (was[variant_id], archived)})
     return body
+
+
+def variant_flags(view: dict) -> dict[str, bool]:
+    return {v["variant_id"]: v["archived"] for v in view["variants"]}
 
 
 # --- operations ----------------------------------------------------------------------
 
 
-@router.get("/healthz", response_model=HealthOut, tags=["ops"])
+UNAVAILABLE = {503: {"model": HealthOut, "description": "the database does not answer"}}
+
+
+@router.get("/healthz", response_model=HealthOut, responses=UNAVAILABLE, tags=["ops"])
 def healthz(request: Request, response: Response) -> HealthOut:
-    """Database reachable, and when the last scheduled run succeeded."""
+    """Database reachable, when the last scheduled run succeeded, and `degraded` with the
+    reasons when the last scheduled run failed or is more than a day and a half old."""
     try:
         with database.connection_context():
-            last = last_scheduled_success()
+            last, latest = last_scheduled_success(), latest_scheduled_run()
         status, db_state = "ok", "ok"
     except Exception as exc:  # any database failure is what this endpoint reports
         cause = storage_fault(exc) or type(exc).__name__
-        status, db_state, last = "error", f"unreachable: {cause}", None
+        status, db_state, last, latest = "error", f"unreachable: {cause}", None, None
         response.status_code = 503
-    degraded = storage_health.problems()
-    if degraded and status == "ok":
-        status = "degraded"
+    reasons = degraded_reasons(latest, last) + storage_health.problems()
     access = request.app.state.access
     return HealthOut(
-        status=status,
+        status="degraded" if status == "ok" and reasons else status,
         database=db_state,
-        degraded=degraded,
         last_nightly_success=last,
         experiments_cached=len(request.app.state.cache),
         auth=access.describe(),
         warnings=[] if access.enabled else [NO_KEYS_WARNING],
+        reasons=reasons,
+        last_scheduled_run=latest,
     )
+
+
+def degraded_reasons(latest: dict | None, last_success: datetime | None) -> list[str]:
+    """Each reason /healthz is degraded for: a list other checks append to."""
+    return run_problems(latest, last_success, now())
 
 
 # --- series and posted metrics (issue 12) ----------------------------------------------

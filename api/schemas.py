@@ -24,9 +24,20 @@ REASON_HELP = (
 )
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="the field at fault, dotted (variants.0.clicks), or body")
+    message: str
+
+
 class ErrorOut(BaseModel):
-    error: str = Field(examples=["not_found"])
+    error: str = Field(
+        description="not_found, invalid_request, unauthorized, too_large, busy, ...",
+        examples=["not_found"],
+    )
     message: str = Field(examples=["unknown experiment 'ctr_test'"])
+    errors: list[FieldError] | None = Field(
+        default=None, description="422 only: each problem found, with its field"
+    )
 
 
 class AllocationItem(BaseModel):
@@ -255,18 +266,50 @@ class ExperimentDetail(BaseModel):
     settings: PolicyOut
 
 
-class HealthOut(BaseModel):
-    status: str
-    database: str
-    degraded: list[str] = Field(
-        default=[], description="why status is degraded: each reason names its cause"
+class RunDetail(BaseModel):
+    run_id: int
+    trigger: str = Field(description="nightly, catch_up or manual")
+    effective_date: dt.date = Field(description="the day the run computes the split for")
+    experiment_id: str | None = Field(description="the one experiment it ran for; null: all")
+    scheduled_for: dt.datetime | None = Field(description="the nightly fire time it is for")
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_seconds: float | None
+    status: str = Field(description="running, success, failed or cancelled")
+    experiments_processed: int
+    phase_seconds: dict[str, float] | None = Field(
+        description="compute, staging and publish_lock (how long the write lock was held),"
+        " for a successful run"
     )
+    error: str | None
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, degraded (see reasons) or error (database unreachable)")
+    database: str
     last_nightly_success: dt.datetime | None
     experiments_cached: int
     auth: str = Field(
         description="off (no BANDIT_AUTH_API_KEYS), writes, or reads_and_writes: what needs a key"
     )
     warnings: list[str] = Field(description="configuration an operator should fix")
+    reasons: list[str] = Field(
+        default=[],
+        description="why the status is degraded, each naming its cause: a failed or stale"
+        " nightly run, or writes failing (disk full, read-only, corrupt or replaced file)",
+    )
+    last_scheduled_run: RunDetail | None = Field(
+        default=None, description="the newest nightly or catch-up run that has ended"
+    )
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready, or not_ready (503) with the problems")
+    problems: list[str] = Field(description="empty when ready")
+
+
+class LiveOut(BaseModel):
+    status: str = Field(examples=["alive"])
 
 
 # --- series and posted metrics (issue 12) ----------------------------------------------

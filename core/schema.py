@@ -82,6 +82,8 @@ class Run(BaseModel):
     scheduled_for = DateTimeField(null=True, index=True)  # the nightly fire time it is for
     lease_until = DateTimeField(null=True)
     holder = CharField(null=True)  # host:pid of the process running it
+    # Added by migration 5: {"compute": s, "staging": s, "publish_lock": s}, as JSON.
+    phase_seconds = TextField(null=True)
 
 
 class Allocation(BaseModel):

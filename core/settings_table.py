@@ -162,6 +162,15 @@ SETTINGS = (
     Setting("server", "access_log", False, None, "",
             "Log a line per request (uvicorn's access log). Off by default: on the hot read"
             " path it costs more than the answer."),
+    Setting("server", "recompute_wait_seconds", 5.0, Between(0, 600), "0 to 600",
+            "`POST /recompute` answers the run's summary if it ends within this many seconds;"
+            " otherwise `202` with `Location: /runs/{id}`, the run going on in the background."),
+    Setting("server", "metrics", True, None, "",
+            "Serve Prometheus metrics at `GET /metrics` and count requests (see"
+            " [Operating](#operating))."),
+    Setting("server", "log_format", "text", OneOf(("text", "json")), "text or json",
+            "Log lines as plain `text`, or `json`: one object per line with time, level,"
+            " logger, message, request id and fields such as the run id."),
     # The policy keys: defaults that each experiment can override (PUT .../settings).
     # Per experiment the floors must also leave room: arms x min_allocation < 1.
     Setting("policy", "min_allocation", 0.0, Between(0, 0.5, high_open=True),

@@ -19,13 +19,16 @@ from pydantic import ValidationError
 
 from core.experiments import InvalidChange
 from ingest.metrics import MetricRow, StoreResult
+from ingest.progress import Progress
 from ingest.quickcheck import QuickCheck
+from ingest.source import Source
 from ingest.staging import Staging
 from ingest.validation import Identifier, IsoDate, VariantCounts, date_problem
 
 COLUMNS = ("experiment_id", "date", "variant_id", "impressions", "clicks")
 COLUMN_SET = set(COLUMNS)
 COUNT_COLUMNS = frozenset({"impressions", "clicks"})
+PROGRESS_EVERY = 10_000  # lines between two looks at the clock for the progress line
 
 
 class Problem(str):
@@ -49,23 +52,22 @@ class LoadReport:
     stored: StoreResult | None = None
 
 
-def csv_records(path: Path) -> Iterator[Record]:
+def csv_records(f) -> Iterator[Record]:
     """Cells when the row has exactly the header's five cells, else the dict
     csv.DictReader would give, with the counts as ints (pydantic names the fault)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            yield 1, Problem(f"header is missing column(s): {', '.join(missing)}")
-            return
-        plain = len(set(header)) == len(header) == 5
-        in_order = itemgetter(*[header.index(c) for c in COLUMNS]) if plain else None
-        for row in reader:
-            if in_order is not None and len(row) == 5:
-                yield reader.line_num, in_order(row)
-            elif row:  # csv.DictReader skips empty lines too
-                yield reader.line_num, counts_as_ints(as_dict(header, row))
+    reader = csv.reader(f)
+    header = next(reader, [])
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        yield 1, Problem(f"header is missing column(s): {', '.join(missing)}")
+        return
+    plain = len(set(header)) == len(header) == 5
+    in_order = itemgetter(*[header.index(c) for c in COLUMNS]) if plain else None
+    for row in reader:
+        if in_order is not None and len(row) == 5:
+            yield reader.line_num, in_order(row)
+        elif row:  # csv.DictReader skips empty lines too
+            yield reader.line_num, counts_as_ints(as_dict(header, row))
 
 
 def as_dict(header: list[str], cells: list) -> dict:
@@ -83,19 +85,21 @@ def counts_as_ints(record: dict) -> dict:
     return {k: as_int(v) if k in COUNT_COLUMNS else v for k, v in record.items()}
 
 
-def jsonl_records(path: Path) -> Iterator[Record]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, Problem(f"not valid JSON: {e.msg}")
+def jsonl_records(f) -> Iterator[Record]:
+    for number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as e:
+            yield number, Problem(f"not valid JSON: {e.msg}")
 
 
-def records(path: Path) -> Iterator[Record]:
-    return csv_records(path) if path.suffix.lower() == ".csv" else jsonl_records(path)
+READERS = {"csv": csv_records, "jsonl": jsonl_records}
+
+
+def records(source: Source) -> Iterator[Record]:
+    return READERS[source.format](source.stream)
 
 
 def describe(error: dict) -> str:
@@ -127,7 +131,9 @@ def quick_row(quick: QuickCheck, record) -> MetricRow | None:
     return None
 
 
-def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
+def validate_file(
+    source: Source, today: date, staging: Staging, progress: Progress | None = None
+) -> list[str]:
     """Stage every valid row of the file; return its problems ("line N: ...") by line.
 
     A row that repeats the (experiment, date, variant) of an earlier valid row is a
@@ -135,7 +141,9 @@ def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
     """
     quick = QuickCheck(today)
     problems: list[tuple[int, str]] = []
-    for line, record in records(path):
+    for line, record in records(source):
+        if progress is not None and not line % PROGRESS_EVERY:
+            progress.show(line, source.fraction_read())
         row = quick_row(quick, record)
         if row is None:
             row, problem = check_record(record, today)
@@ -148,9 +156,11 @@ def validate_file(path: Path, today: date, staging: Staging) -> list[str]:
     return [f"line {line}: {problem}" for line, problem in sorted(problems, key=itemgetter(0))]
 
 
-def load_file(path: Path, today: date, max_arms: int | None = None) -> LoadReport:
+def load_file(
+    source: Source, today: date, progress: Progress | None = None, max_arms: int | None = None
+) -> LoadReport:
     with Staging(max_arms=max_arms) as staging:
-        report = LoadReport(errors=validate_file(path, today, staging))
+        report = LoadReport(errors=validate_file(source, today, staging, progress))
         if not report.errors:
             try:
                 report.stored = staging.store()
@@ -159,7 +169,7 @@ def load_file(path: Path, today: date, max_arms: int | None = None) -> LoadRepor
     return report
 
 
-def print_report(path: Path, report: LoadReport, limit: int = 50) -> None:
+def print_report(path: Path | str, report: LoadReport, limit: int = 50) -> None:
     if report.errors:
         for error in report.errors[:limit]:
             print(f"{path}: {error}", file=sys.stderr)

@@ -20,6 +20,7 @@ from datetime import date
 from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
 
 from core.db import bound, database, drop_temporary_tables, prepared, write_transaction
+from core.runs_view import BULK_ROWS_COUNTER, add_to_counter
 from core.schema import Experiment, Variant, utcnow
 from ingest.metrics import MetricRow, MetricWriter, StoreResult
 
@@ -86,6 +87,7 @@ class Staging:
             writer = MetricWriter(self.max_arms)
             writer.upsert_selected(pairs, rows_with_ids(bound(utcnow())))
             writer.mark_new_for_serving()
+            add_to_counter(BULK_ROWS_COUNTER, writer.result.rows)  # GET /metrics reports it
         return writer.result
 
 

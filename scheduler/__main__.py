@@ -1,11 +1,11 @@
 """`python -m scheduler` runs the clock; `python -m scheduler run-once` runs the job and exits."""
 
 import argparse
-import logging
 import sys
 
 from core.db import DatabaseFault, database
 from core.experiments import experiment_exists
+from core.logs import configure_logging
 from core.migrations import open_database
 from core.settings import load_settings_or_exit
 from scheduler.job import run_job
@@ -26,8 +26,8 @@ def main(argv=None) -> int:
         parser.error(
             "--experiment is an option of run-once: python -m scheduler run-once --experiment ID"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings_or_exit()
+    configure_logging(settings.server.log_format)
     try:
         open_database(settings.database)
     except DatabaseFault as fault:  # missing, empty or corrupt: said plainly, no traceback

@@ -176,7 +176,9 @@ def run_clock(settings: Settings, stop: threading.Event | None = None) -> None:
         return
     scheduler = build_scheduler(settings, stop)
     scheduler.start()
-    log.info("clock started: nightly at %s %s", settings.schedule.time, settings.schedule.timezone)
+    when = settings.schedule.time, settings.schedule.timezone
+    next_run = scheduler.get_job("nightly").next_run_time.isoformat()
+    log.info("clock started: nightly at %s %s, next run at %s", *when, next_run)
     # Wake now and then rather than trusting one long wait to be interrupted by a signal.
     while not stop.wait(1.0):
         pass

@@ -6,6 +6,7 @@ The same code runs from the clock, `python -m scheduler run-once` and POST /reco
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,6 +27,7 @@ from scheduler.runs import (
     lease_kept,
     mark_succeeded,
     raise_if_stopped,
+    record_phases,
     retrying,
     start_run,
     until_stopped,
@@ -93,13 +95,15 @@ def run_job(
     effective_date: date | None = None,
     scheduled_for: datetime | None = None,
     should_stop=None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunSummary | None:
     """Compute and publish allocations for every experiment (or one); never half-publishes.
 
     A scheduled run (scheduled_for set) returns None without running when another process
     holds or has done that scheduled time. should_stop() is asked before each experiment
     and before publishing; once it is true the run ends 'cancelled' with nothing written.
-    Every row the run writes is stamped from now (runs.clock_from).
+    Every row the run writes is stamped from now (runs.clock_from). on_start(run_id) is
+    called once the run's row exists (POST /recompute answers with it when the run is long).
     """
     effective_date = effective_date or next_effective_date(now, settings.tz)
     lease = settings.schedule.lease_seconds
@@ -115,13 +119,16 @@ def run_job(
         if run_id is None:
             log.info("the run scheduled for %s is another process's; skipping", scheduled_for)
             return None
+        if on_start is not None:
+            on_start(run_id)
         clock = clock_from(now)
         try:
             work = Work(run_id, experiment_id, effective_date, settings, clock, retry, should_stop)
-            processed = compute_and_publish(work)
+            processed, phases = compute_and_publish(work)
         except Exception as exc:
             status, error = record_failure(run_id, exc, clock, retry)
             return RunSummary(run_id, trigger, effective_date, status, 0, error)
+        record_phases(run_id, phases)
     return RunSummary(run_id, trigger, effective_date, "success", processed)
 
 
@@ -138,23 +145,25 @@ class Work:
     should_stop: Callable[[], bool] | None
 
 
-def compute_and_publish(work: Work) -> int:
+def compute_and_publish(work: Work) -> tuple[int, dict]:
     """Check the file, compute every experiment into a spill file, publish it (retrying a
-    held lock); return how many experiments were published."""
+    held lock); return how many experiments were published and each phase's seconds."""
     check_integrity()
     lease = work.settings.schedule.lease_seconds
     with lease_kept(work.run_id, lease, work.clock), tempfile.TemporaryFile() as spilled:
+        started = time.monotonic()
         processed = compute(
             work.experiment_id, work.effective_date, work.settings, spilled, work.should_stop
         )
+        computed = time.monotonic() - started
         raise_if_stopped(work.should_stop)
-        retrying(
+        times = retrying(
             lambda: publish(work.run_id, work.effective_date, spilled, processed, work.clock),
             f"publishing run {work.run_id}",
             work.retry_s,
             work.should_stop,
         )
-    return processed
+    return processed, {"compute": computed, "staging": times.staging, "publish_lock": times.locked}
 
 
 def check_integrity() -> None:
@@ -165,7 +174,7 @@ def check_integrity() -> None:
         raise DatabaseFault(f"integrity check failed before the run: {problem}")
 
 
-def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock) -> None:
+def publish(run_id: int, effective_date: date, spilled, processed: int, clock: Clock):
     """Publish the spilled results, with the run's success in the same transaction."""
     times = publish_allocations(
         run_id,
@@ -181,7 +190,9 @@ def publish(run_id: int, effective_date: date, spilled, processed: int, clock: C
         effective_date,
         times.staging,
         times.locked,
+        extra={"run_id": run_id},  # a field of its own in JSON log lines
     )
+    return times
 
 
 def record_failure(run_id: int, exc: Exception, clock: Clock, retried_s: float) -> tuple[str, str]:
@@ -206,13 +217,13 @@ RECORD_RETRY_S = 120  # a failed run's row outlasts a lock longer than its own r
 
 def failure_of(run_id: int, exc: Exception, retried_s: float) -> tuple[str, str]:
     if isinstance(exc, RunCancelled):
-        log.warning("run %s cancelled before publishing", run_id)
+        log.warning("run %s cancelled before publishing", run_id, extra={"run_id": run_id})
         return "cancelled", str(exc)
     error = f"{type(exc).__name__}: {exc}"
     if is_busy(exc):
         error = f"the write lock stayed taken through {retried_s:g} s of retries: {error}"
     if storage_fault(exc) or is_busy(exc):  # the cause says it all; no traceback
-        log.error("run %s failed: %s", run_id, error)
+        log.error("run %s failed: %s", run_id, error, extra={"run_id": run_id})
     else:
-        log.exception("run %s failed", run_id, exc_info=exc)
+        log.exception("run %s failed", run_id, exc_info=exc, extra={"run_id": run_id})
     return "failed", error

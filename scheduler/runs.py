@@ -10,6 +10,7 @@ deploys) do the night's work once. The check and the insert share one write
 transaction, so two processes cannot both pass the check.
 """
 
+import json
 import logging
 import os
 import socket
@@ -20,12 +21,12 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from core.db import DATABASE_ERRORS, as_utc, database, is_busy, naive_utc, write_transaction
+from core.runs_view import SCHEDULED_TRIGGERS
 from core.schema import Run
 
 Clock = Callable[[], datetime]  # returns an aware time
 
 log = logging.getLogger("bandit.runs")
-SCHEDULED_TRIGGERS = ("nightly", "catch_up")
 ABANDONED = "abandoned: its process died (killed or crashed) or stopped renewing the lease"
 
 
@@ -179,6 +180,17 @@ def mark_succeeded(run_id: int, processed: int, now: datetime) -> None:
     )
     if updated != 1:
         raise RunLost(f"run {run_id} was marked abandoned by another process; not publishing")
+
+
+def record_phases(run_id: int, phases: dict[str, float]) -> None:
+    """After the publish: how long each phase of the successful run took, in seconds. The
+    run has succeeded already, so a failure here is logged, never turned into the run's."""
+    text = json.dumps({name: round(seconds, 6) for name, seconds in phases.items()})
+    try:
+        with write_transaction():
+            Run.update(phase_seconds=text).where(Run.id == run_id).execute()
+    except Exception:
+        log.exception("could not record the phase times of run %s", run_id)
 
 
 def renew_lease(run_id: int, lease_seconds: int, now: datetime) -> bool:

@@ -46,6 +46,9 @@ ROWS = {
         "UPDATE allocation_reason SET buckets = 'sticky 0:1250,1:8750' WHERE id = 1",
         "UPDATE experiment_policy SET assignment = 'daily' WHERE id = 1",
     ],
+    6: [
+        """UPDATE run SET phase_seconds = '{"compute": 1.5, "publish_lock": 0.1}' WHERE id = 1""",
+    ],
 }
 
 

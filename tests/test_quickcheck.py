@@ -8,6 +8,7 @@ import pytest
 
 from ingest import loader
 from ingest.quickcheck import QuickCheck
+from ingest.source import open_source
 from ingest.staging import StagedMetric, Staging
 
 TODAY = date(2025, 12, 22)
@@ -57,8 +58,9 @@ class Judged:
 
 
 def judge(path) -> Judged:
-    with Staging() as staging:
-        errors = loader.validate_file(path, TODAY, staging)
+    source = open_source(str(path))
+    with Staging() as staging, source.stream:
+        errors = loader.validate_file(source, TODAY, staging)
         return Judged(errors, list(StagedMetric.select().order_by(StagedMetric.line).tuples()))
 
 

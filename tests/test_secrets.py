@@ -41,3 +41,22 @@ def test_a_key_no_client_could_send_fails_without_echoing_it(raw):
     with pytest.raises(SettingsError, match="key 2") as error:
         parse_api_keys(f"good,{raw}")
     assert raw not in str(error.value)
+
+
+def test_a_key_given_as_name_equals_key_is_known_by_that_name():
+    keys = parse_api_keys("ci=alpha-1, ops.team=beta_2")
+    assert (keys.name_of(b"alpha-1"), keys.name_of(b"beta_2")) == ("ci", "ops.team")
+    assert not keys.matches(b"ci=alpha-1")
+
+
+def test_a_plain_key_is_named_by_its_position_and_keeps_its_padding():
+    keys = parse_api_keys("alpha-1,ci=beta_2,YWJj==")
+    assert keys.name_of(b"alpha-1") == "key-1"
+    assert keys.name_of(b"YWJj==") == "key-3"
+    assert keys.name_of(b"wrong") is None
+
+
+def test_two_keys_with_one_name_are_refused_without_echoing_them():
+    with pytest.raises(SettingsError, match="same name") as refused:
+        parse_api_keys("ci=alpha-1,ci=beta_2")
+    assert "alpha-1" not in str(refused.value) and "beta_2" not in str(refused.value)

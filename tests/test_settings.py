@@ -27,6 +27,7 @@ GOOD_OVERRIDES = {
     ("server", "refresh_ms"): "100",
     ("server", "access_log"): "true",
     ("policy", "assignment"): "daily",
+    ("server", "log_format"): "json",
     ("policy", "min_allocation"): "0.05",
     ("policy", "winner_probability"): "0.99",
     ("policy", "value_remaining"): "0.05",

@@ -42,7 +42,7 @@ def assert_degraded(server, cause: str) -> None:
     status, health = server.request("GET", "/healthz")
     assert status == 200
     assert health["status"] == "degraded"
-    assert [reason for reason in health["degraded"] if cause in reason] != []
+    assert [reason for reason in health["reasons"] if cause in reason] != []
 
 
 def stored_experiments(path) -> int:

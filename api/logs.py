@@ -1,0 +1,44 @@
+"""The request id: taken from the client's X-Request-ID (when it is a sane token) or made,
+set for the request's log lines, and returned in the response's X-Request-ID.
+
+Plain `GET /allocation?experiment_id=X` is answered by the fast path before any
+middleware, and the FastAPI route must answer it with the same bytes and headers, so
+GET /allocation carries no request id either way.
+"""
+
+import re
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+
+from core.logs import REQUEST_ID
+
+HEADER = "x-request-id"
+# What a proxy or client may send: a log line must not be forged with newlines or bloated.
+SANE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+WITHOUT_ID = ("GET", "/allocation")
+
+
+def request_id(sent: str | None) -> str:
+    return sent if sent is not None and SANE.fullmatch(sent) else uuid.uuid4().hex
+
+
+class RequestId:
+    """ASGI middleware: sets REQUEST_ID for the request and returns it as X-Request-ID."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) == WITHOUT_ID:
+            await self.app(scope, receive, send)
+            return
+        value = request_id(Headers(scope=scope).get(HEADER))
+        REQUEST_ID.set(value)
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HEADER] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
