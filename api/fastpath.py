@@ -137,7 +137,7 @@ class AllocationApp(FastAPI):
         if scope["type"] == "http" and scope["method"] in READ_METHODS:
             answer = self.from_memory(scope)
             if answer is not None:
-                metrics.fast_read()
+                metrics.fast_read(scope["path"], answer[0])
                 await send_response(send, *answer)
                 return
         await super().__call__(scope, receive, send)

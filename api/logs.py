@@ -1,9 +1,9 @@
 """The request id: taken from the client's X-Request-ID (when it is a sane token) or made,
 set for the request's log lines, and returned in the response's X-Request-ID.
 
-Plain `GET /allocation?experiment_id=X` is answered by the fast path before any
-middleware, and the FastAPI route must answer it with the same bytes and headers, so
-GET /allocation carries no request id either way.
+The fast path answers plain GETs and HEADs of /allocation, /allocations and /assign before
+any middleware, and their FastAPI routes must answer with the same bytes and headers, so
+those reads carry no request id either way.
 """
 
 import re
@@ -11,12 +11,16 @@ import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 
+from api.fastpath import FAST_PATHS, READ_METHODS
 from core.logs import REQUEST_ID
 
 HEADER = "x-request-id"
 # What a proxy or client may send: a log line must not be forged with newlines or bloated.
 SANE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-WITHOUT_ID = ("GET", "/allocation")
+
+
+def fast_read(scope) -> bool:
+    return scope["method"] in READ_METHODS and scope["path"] in FAST_PATHS
 
 
 def request_id(sent: str | None) -> str:
@@ -30,7 +34,7 @@ class RequestId:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or (scope["method"], scope["path"]) == WITHOUT_ID:
+        if scope["type"] != "http" or fast_read(scope):
             await self.app(scope, receive, send)
             return
         value = request_id(Headers(scope=scope).get(HEADER))

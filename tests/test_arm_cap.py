@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.report import experiment_detail
 from ingest.loader import load_file
+from ingest.source import open_source
 from tests.helpers import NOW, body, row_count, variant
 
 CAP_WORDS = "active arms, more than sampling.max_active_arms"
@@ -31,6 +32,13 @@ def capped(settings):
 
 def arms(*names) -> dict:
     return body(variants=[variant(variant_id=name) for name in names])
+
+
+def loaded(path, max_arms: int):
+    """The bulk loader's report for a file, with the arm cap at max_arms."""
+    source = open_source(str(path))
+    with source.stream:
+        return load_file(source, date(2025, 12, 2), max_arms=max_arms)
 
 
 def test_the_default_cap_refuses_the_101st_arm_and_stores_nothing_of_that_post(client):
@@ -68,13 +76,13 @@ def test_a_bulk_file_that_takes_an_experiment_past_the_cap_loads_nothing(db, tmp
     path = tmp_path / "wide.csv"
     lines = [f"wide,2025-12-01,v{i},10,1" for i in range(4)] + ["narrow,2025-12-01,a,10,1"]
     path.write_text("experiment_id,date,variant_id,impressions,clicks\n" + "\n".join(lines))
-    report = load_file(path, date(2025, 12, 2), max_arms=3)
+    report = loaded(path, 3)
     assert report.errors == [
         "experiment 'wide' would have 4 active arms, more than sampling.max_active_arms (3);"
         " archive arms it no longer needs first"
     ]
     assert row_count() == (0, 0, 0)
-    assert load_file(path, date(2025, 12, 2), max_arms=4).errors == []
+    assert loaded(path, 4).errors == []
 
 
 def test_the_report_of_the_widest_allowed_experiment_stays_within_its_draws(client, settings):

@@ -162,3 +162,15 @@ def served_by_both(port: int, directory) -> int:
         sent += 1
     assert len(livez_counts(directory)) == 2 and all(livez_counts(directory))
     return sent
+
+
+def test_fast_path_reads_are_counted_by_route_and_status(client):
+    client.post("/data", json=CONTRACT_POST)
+    tag = client.get("/allocations").headers["etag"]
+    before = scrape(client)
+    client.get("/allocations", headers={"if-none-match": tag})
+    client.get("/assign", params={"experiment_id": "ctr_test", "unit_id": "u1"})
+    after = scrape(client)
+    for route, status in [("/allocations", "304"), ("/assign", "200")]:
+        counted = requests(after, route, "GET", status) - requests(before, route, "GET", status)
+        assert counted == 1

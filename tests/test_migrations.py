@@ -33,14 +33,19 @@ ROWS = {
         "INSERT INTO allocation VALUES (2, 1, 2, '2025-12-23', 87.5, 0.97, 4242, 1, '2025-12-22')",
     ],
     2: [
-        "INSERT INTO experiment_policy VALUES (1, 1, 0.05, 1000000000000, NULL, NULL, NULL, 1,"
-        " 14, 0.9, 'thompson', NULL, '2025-12-21 10:00:00')",
+        "INSERT INTO experiment_policy (id, experiment_id, min_allocation, min_impressions,"
+        " exploration_days, winner_probability, value_remaining, auto_rollout, window_days,"
+        " discount, method, archived_at, updated_at) VALUES (1, 1, 0.05, 1000000000000, NULL,"
+        " NULL, NULL, 1, 14, 0.9, 'thompson', NULL, '2025-12-21 10:00:00')",
         "INSERT INTO archived_variant VALUES (1, 1, 1, '2025-12-21 10:00:00')",
-        "INSERT INTO allocation_reason VALUES (1, 1, '2025-12-23', 1, 'explore', 'Too few.')",
+        "INSERT INTO allocation_reason (id, experiment_id, effective_date, run_id, reason,"
+        " explanation) VALUES (1, 1, '2025-12-23', 1, 'explore', 'Too few.')",
     ],
     3: [
-        "INSERT INTO run VALUES (2, 'nightly', '2025-12-24', NULL, '2025-12-23 23:50:00', NULL,"
-        " 'running', 0, NULL, '2025-12-23 23:50:00', '2025-12-23 23:55:00', 'host:42')",
+        "INSERT INTO run (id, trigger, effective_date, experiment_filter, started_at,"
+        " finished_at, status, experiments_processed, error, scheduled_for, lease_until, holder)"
+        " VALUES (2, 'nightly', '2025-12-24', NULL, '2025-12-23 23:50:00', NULL, 'running', 0,"
+        " NULL, '2025-12-23 23:50:00', '2025-12-23 23:55:00', 'host:42')",
     ],
     5: [
         "UPDATE allocation_reason SET buckets = 'sticky 0:1250,1:8750' WHERE id = 1",
