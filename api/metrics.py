@@ -6,8 +6,8 @@ so the clock's nightly runs show in every web process's metrics. With several we
 workers, PROMETHEUS_MULTIPROC_DIR (set by `python -m api`) makes the counters add up
 across them (prometheus-client's multiprocess mode).
 
-The fast path counts with fast_read(path, status): a pre-bound counter child's inc(), or nothing when
-server.metrics is off. Its answers are counted but not timed: they take microseconds,
+The fast path counts with fast_read(path, status): a pre-bound counter child's inc(), or
+nothing when server.metrics is off. Its answers are counted but not timed: they take microseconds,
 before any routing, and timing them would cost more than the counting.
 """
 
