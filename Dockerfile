@@ -5,7 +5,7 @@
 # does it: pip download -r requirements.txt -d build/wheels), so the build needs no
 # package index: the offline build air-gapped sites need anyway.
 # BASE_IMAGE: any Debian bookworm; a plain one (no Python) gets Debian's Python 3.11.
-ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 RUN if ! command -v python3 >/dev/null; then \
@@ -28,6 +28,7 @@ COPY api/ /app/api/
 COPY core/ /app/core/
 COPY ingest/ /app/ingest/
 COPY scheduler/ /app/scheduler/
+COPY bandit_client.py /app/
 COPY scripts/container-healthcheck /usr/local/bin/container-healthcheck
 
 WORKDIR /app

@@ -1,4 +1,5 @@
 import dataclasses
+import logging
 import os
 
 import pytest
@@ -9,6 +10,19 @@ from core.db import database
 from core.migrations import open_database
 from core.settings import load_settings
 from tests.processes import Processes
+
+
+@pytest.fixture(autouse=True)
+def logging_restored():
+    """An in-process `python -m scheduler` configures logging with a handler on the test's
+    captured stderr, which pytest closes after the test: put the loggers back as they were,
+    or later tests' threads log to a closed stream and caplog sees nothing."""
+    names = ("", "bandit", "uvicorn", "uvicorn.access", "apscheduler")
+    saved = [(logging.getLogger(n), logging.getLogger(n).handlers[:]) for n in names]
+    states = [(lg, lg.propagate, lg.level) for lg, _ in saved]
+    yield
+    for (lg, handlers), (_, propagate, level) in zip(saved, states, strict=True):
+        lg.handlers[:], lg.propagate, lg.level = handlers, propagate, level
 
 
 @pytest.fixture
