@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from api import metrics
 from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
+from api.experiments import router as experiments_router
 from api.fastpath import AllocationApp
 from api.logs import RequestId
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False
     app.include_router(router)
+    app.include_router(experiments_router)
     app.include_router(serving_router)
     app.include_router(ops_router)
     # Added last = runs first: a request without a key is refused before its body is read,
