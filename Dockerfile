@@ -2,7 +2,8 @@
 #   web:   the default command, python3 -m api (health check: GET /readyz)
 #   clock: python3 -m scheduler
 # The pinned requirements are installed from wheels downloaded beforehand (scripts/image
-# does it: pip download -r requirements.txt -d build/wheels), so the build needs no
+# does it: pip wheel -r requirements.txt -w build/wheels, since peewee ships only as
+# source), so the build needs no
 # package index: the offline build air-gapped sites need anyway.
 # BASE_IMAGE: any Debian bookworm; a plain one (no Python) gets Debian's Python 3.11.
 ARG BASE_IMAGE=python:3.11-slim-bookworm

@@ -15,6 +15,7 @@ import urllib.request
 from bisect import bisect_right
 
 BUCKETS = 10_000
+SEED = "sticky"  # the seed of a sticky experiment: the same every day
 
 
 def bucket(experiment_id: str, unit_id: str, seed: str) -> int:
@@ -121,7 +122,7 @@ class Client:
         if assigner is not None:
             return assigner.variant(unit_id)
         if isinstance(default, list | tuple):
-            return default[bucket(experiment_id, unit_id, "sticky") * len(default) // BUCKETS]
+            return default[bucket(experiment_id, unit_id, SEED) * len(default) // BUCKETS]
         return default
 
     def start(self) -> "Client":

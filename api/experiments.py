@@ -7,9 +7,10 @@ import io
 from fastapi import APIRouter, Query, Request, Response
 
 from api.accept import preferred
-from api.routes import MAX_OFFSET, NOT_FOUND, now
+from api.routes import MAX_OFFSET, now
 from api.schemas import ExperimentDetail, ExperimentSummary, SettingsIn, SettingsOut
 from api.series_schemas import MetricRowOut, OutlookOut, SeriesOut
+from api.serving import NOT_FOUND
 from core.db import database, utc_text, write_transaction
 from core.experiments import (
     change_settings,

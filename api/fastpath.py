@@ -21,9 +21,9 @@ from hashlib import blake2b
 from json.encoder import encode_basestring_ascii as quoted
 
 from fastapi import FastAPI
-from starlette.datastructures import Headers
 
 from api import metrics
+from api.middleware import authorized
 
 ALLOCATION_PATH = "/allocation"
 BULK_PATH = "/allocations"
@@ -160,4 +160,4 @@ class AllocationApp(FastAPI):
         access = self.state.access
         if not access.needs_key("GET", path):
             return True
-        return access.allows("GET", path, Headers(scope=scope).get("authorization"))
+        return authorized(header(scope, b"authorization"), access.keys)

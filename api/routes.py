@@ -14,19 +14,24 @@ from api.errors import invalid
 from api.recompute import LONG_RUN, launch, recompute_finished
 from api.schemas import (
     AllocationOut,
-    ErrorOut,
     HealthOut,
     HistoryItem,
     RecomputeIn,
     RunOut,
     StoredOut,
 )
-from api.serving import LOADING, NOT_MODIFIED, encoded_response, loaded_cache, still_loading
+from api.serving import (
+    INVALID,
+    LOADING,
+    NOT_FOUND,
+    NOT_MODIFIED,
+    encoded_response,
+    loaded_cache,
+    still_loading,
+)
 from core.db import database, storage_fault
 from core.db import health as storage_health
-from core.experiments import (
-    find_experiment,
-)
+from core.experiments import find_experiment
 from core.runs_view import find_run, latest_scheduled_run, run_problems
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
@@ -37,8 +42,6 @@ from scheduler.runs import last_scheduled_success
 router = APIRouter()
 # Larger offsets would overflow a 64-bit database integer (a 500 found by fuzzing).
 MAX_OFFSET = 1_000_000_000
-NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown experiment"}}
-INVALID = {422: {"model": ErrorOut, "description": "the message names the bad field"}}
 NO_KEYS_WARNING = f"{API_KEYS_VARIABLE} is not set: anyone who can reach this server can write"
 
 

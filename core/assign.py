@@ -8,11 +8,9 @@ keeps its place with no buckets, a new arm is added at the end.
 
 from json.encoder import encode_basestring_ascii as quoted
 
-from bandit_client import BUCKETS, Assigner, bucket
+from bandit_client import BUCKETS, SEED, Assigner, bucket
 
 __all__ = ["BUCKETS", "SEED", "Assigner", "assignment_json", "bucket", "sticky_step"]
-
-SEED = "sticky"  # the same every day: a unit keeps its bucket
 
 
 def bucket_counts(percentages: list[float]) -> list[int]:

@@ -101,11 +101,6 @@ def schedule_conflict(schedule, today: date) -> str | None:
     )
 
 
-def all_keys() -> list[tuple[str, str, object]]:
-    """(section, key, default) for every setting, in the table's order."""
-    return [(s.section, s.key, s.default) for s in SETTINGS]
-
-
 def parse_env_value(setting: Setting, raw: str):
     name, kind = setting.env_name, setting.kind
     if kind is bool:

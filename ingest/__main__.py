@@ -6,8 +6,8 @@ from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from core.db import DatabaseFault, database
-from core.migrations import open_database
+from core.db import database
+from core.migrations import open_database_or_exit
 from core.settings import load_settings_or_exit
 from ingest.loader import load_file, print_report
 from ingest.progress import Progress, wanted
@@ -38,11 +38,7 @@ def main(argv=None) -> int:
     settings = load_settings_or_exit()
     # First, so that a load into the wrong database is seen before it happens.
     print(f"loading into {Path(settings.database.path).resolve()}", file=sys.stderr)
-    try:
-        open_database(settings.database)
-    except DatabaseFault as fault:  # missing, empty or corrupt: said plainly, no traceback
-        print(f"cannot use the database: {fault}", file=sys.stderr)
-        return 3
+    open_database_or_exit(settings.database)
     today = datetime.now(settings.tz).date()
     cap = settings.sampling.max_active_arms
     return 1 if load_paths(args.files, today, args.format, wanted(args.progress), cap) else 0

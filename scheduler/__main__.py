@@ -3,10 +3,10 @@
 import argparse
 import sys
 
-from core.db import DatabaseFault, database
+from core.db import database
 from core.experiments import experiment_exists
 from core.logs import configure_logging
-from core.migrations import open_database
+from core.migrations import open_database_or_exit
 from core.settings import load_settings_or_exit
 from scheduler.job import run_job
 from scheduler.runs import real_now
@@ -28,11 +28,7 @@ def main(argv=None) -> int:
         )
     settings = load_settings_or_exit()
     configure_logging(settings.server.log_format)
-    try:
-        open_database(settings.database)
-    except DatabaseFault as fault:  # missing, empty or corrupt: said plainly, no traceback
-        print(f"cannot use the database: {fault}", file=sys.stderr)
-        return 3
+    open_database_or_exit(settings.database)
     if args.command == "clock":
         from scheduler.clock import run_clock  # APScheduler: not loaded for run-once
 

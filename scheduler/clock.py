@@ -105,8 +105,10 @@ def nightly(
 def catch_up(settings: Settings, now: datetime, stop: threading.Event | None = None) -> bool:
     """Run the missed scheduled job, if any; return whether this process ran it."""
     fire = missed_run(last_success(), now, *settings.run_hour_minute, settings.tz)
-    if fire is None:
-        return False
+    return fire is not None and run_missed(settings, fire, now, stop)
+
+
+def run_missed(settings: Settings, fire: datetime, now: datetime, stop=None) -> bool:
     log.warning("the run due at %s was missed; running it now", fire.isoformat())
     return run_scheduled(settings, "catch_up", fire, now, stop) is not None
 
@@ -127,7 +129,7 @@ def catch_up_until_current(
         if fire is None or fire in handled:
             return ran
         handled.add(fire)
-        ran += catch_up(settings, now, stop)  # a stop set meanwhile ends it 'cancelled'
+        ran += run_missed(settings, fire, now, stop)  # a stop meanwhile ends it 'cancelled'
         if stop is not None and stop.is_set():
             return ran
 

@@ -76,11 +76,10 @@ def staged_reason_rows(results) -> list[tuple]:
     return [(r.experiment_pk, r.reason, r.explanation, r.buckets) for r in results]
 
 
-def owned(results, effective_date: date):
-    """The results (a stream), each with its bucket ownership for the day."""
-    for batch in chunked(results, STAGE_BATCH):
-        buckets = ownership_of(batch, effective_date)
-        yield from (replace(r, buckets=b) for r, b in zip(batch, buckets, strict=True))
+def owned(batch: list, effective_date: date) -> list:
+    """The batch's results, each with its bucket ownership for the day."""
+    buckets = ownership_of(batch, effective_date)
+    return [replace(r, buckets=b) for r, b in zip(batch, buckets, strict=True)]
 
 
 def stage_batch(results: list) -> None:
@@ -90,21 +89,22 @@ def stage_batch(results: list) -> None:
     execute_many(StagedReason.insert_many(reasons[:1], fields=fields), reasons)
 
 
-def stage(results) -> None:
-    """Write results (a stream) to the staging tables, a batch at a time."""
+def stage(results, effective_date: date) -> None:
+    """Write results (a stream) to the staging tables, a batch at a time, each result with
+    its bucket ownership for the day."""
     with database.atomic():  # one commit of the temporary database; no main-database lock
         for batch in chunked(results, STAGE_BATCH):
-            stage_batch(batch)
+            stage_batch(owned(batch, effective_date))
         testhooks.pause("stage")
 
 
 @contextmanager
-def staged(results) -> Iterator[None]:
+def staged(results, effective_date: date) -> Iterator[None]:
     """The results in the staging tables for the duration of the block; dropped after."""
     database.drop_tables(STAGED)
     database.create_tables(STAGED)
     try:
-        stage(results)
+        stage(results, effective_date)
         yield
     finally:
         drop_temporary_tables(STAGED)
@@ -127,7 +127,7 @@ def publish_allocations(
     split and its run's status commit together).
     """
     started = time.monotonic()
-    with staged(owned(results, effective_date)):
+    with staged(results, effective_date):
         staged_at = time.monotonic()
         with write_transaction():
             locked = time.monotonic()

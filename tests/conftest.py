@@ -18,10 +18,9 @@ def logging_restored():
     captured stderr, which pytest closes after the test: put the loggers back as they were,
     or later tests' threads log to a closed stream and caplog sees nothing."""
     names = ("", "bandit", "uvicorn", "uvicorn.access", "apscheduler")
-    saved = [(logging.getLogger(n), logging.getLogger(n).handlers[:]) for n in names]
-    states = [(lg, lg.propagate, lg.level) for lg, _ in saved]
+    saved = [(lg, lg.handlers[:], lg.propagate, lg.level) for lg in map(logging.getLogger, names)]
     yield
-    for (lg, handlers), (_, propagate, level) in zip(saved, states, strict=True):
+    for lg, handlers, propagate, level in saved:
         lg.handlers[:], lg.propagate, lg.level = handlers, propagate, level
 
 

@@ -40,9 +40,12 @@ def load(*rows) -> None:
 
 def load_contract() -> None:
     """CONTRACT_POST's counts, stored without the app."""
+    day = date.fromisoformat(CONTRACT_POST["date"])
     load(
-        ("ctr_test", date(2025, 12, 22), "control", 1000, 50),
-        ("ctr_test", date(2025, 12, 22), "variant", 1000, 70),
+        *[
+            (CONTRACT_POST["experiment_id"], day, v["variant_id"], v["impressions"], v["clicks"])
+            for v in CONTRACT_POST["variants"]
+        ]
     )
 
 

@@ -1,9 +1,9 @@
 """The README names only files and folders that exist."""
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 PATH = re.compile(r"\b(?:core|api|ingest|scheduler|bench|tests|scripts)/[\w./-]*")
 
 

@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import pkgutil
+import sys
 
 from peewee import DatabaseError
 from playhouse.migrate import SchemaMigrator
@@ -130,3 +131,13 @@ def create_database(settings: DatabaseSettings) -> None:
         pass
     finally:
         os.unlink(fresh.path)
+
+
+def open_database_or_exit(settings: DatabaseSettings) -> None:
+    """For command-line entry points: a database that cannot be used (missing, empty,
+    corrupt) is one line naming it and exit status 3, not a traceback."""
+    try:
+        open_database(settings)
+    except DatabaseFault as fault:
+        print(f"cannot use the database: {fault}", file=sys.stderr)
+        raise SystemExit(3) from None
