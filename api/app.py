@@ -17,6 +17,7 @@ from api.ops import router as ops_router
 from api.pages import Pages
 from api.routes import NO_KEYS_WARNING, router
 from api.serving import router as serving_router
+from core.db import named
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
 from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
@@ -34,7 +35,7 @@ async def lifespan(app: FastAPI):
     # at 200,000 experiments); reads of the cache wait for it (see api/routes.py).
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
     refresher.start()
-    log.info("loading the served splits from %s", settings.database.path)
+    log.info("loading the served splits from the %s", named(settings.database))
     yield
     refresher.stop()
 

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.backup import BackupError, backup_database
-from core.db import DatabaseFault
+from core.backup import BackupError, backup_configured
+from core.db import DatabaseFault, named
 from core.migrations import open_database
 from core.settings import SettingsError, load_settings
 
@@ -16,18 +16,17 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     backup = commands.add_parser("backup", help="copy the live database to PATH (must not exist)")
     backup.add_argument("path", type=Path)
-    commands.add_parser("init", help="make the empty database at database.path")
+    commands.add_parser("init", help="make the empty database that database.url names")
     args = parser.parse_args(argv)
     if args.command == "init":
         return init()
     try:
         settings = load_settings()
-        source = Path(settings.database.path)
-        backup_database(source, args.path, settings.database.busy_timeout_ms / 1000)
+        backup_configured(settings.database, args.path)
     except (SettingsError, BackupError, OSError) as e:
         print(f"backup failed: {e}", file=sys.stderr)
         return 1
-    print(f"backed up {source} to {args.path}")
+    print(f"backed up the {named(settings.database)} to {args.path}")
     return 0
 
 
@@ -39,7 +38,7 @@ def init() -> int:
     except (SettingsError, DatabaseFault, OSError) as e:
         print(f"init failed: {e}", file=sys.stderr)
         return 1
-    print(f"database ready: {Path(settings.database.path).resolve()}")
+    print(f"database ready: the {named(settings.database)}")
     return 0
 
 

@@ -1,35 +1,20 @@
-"""A consistent copy of the live database, taken while the service runs.
+"""A consistent copy of the live database, taken while the service runs, on either engine.
 
-SQLite-specific by nature, like core/db.py. SQLite's online backup API copies every page
-inside one read transaction: in WAL mode writers go on meanwhile, and the copy is the
-database as of one instant (every committed write before it, none after). The copy is
-written next to the target, checked, synced and only then renamed into place, so PATH is
-either absent or a complete, checked database, never half a file.
+SQLite: the online backup API copies every page inside one read transaction; in WAL mode
+writers go on meanwhile, and the copy is the database as of one instant (every committed
+write before it, none after). PostgreSQL: pg_dump's custom format, also one snapshot
+that does not block writers, restored with pg_restore. Either way the copy is written next
+to the target, checked, synced and only then renamed into place, so PATH is either absent
+or a complete, checked copy, never half a file. The engine-specific steps are in core/db.
 """
 
 import os
-import sqlite3
 from pathlib import Path
 
+from core.db import BackupError, copy_database_file, dump_server_database, engine_name
+from core.settings import DatabaseSettings
 
-class BackupError(RuntimeError):
-    pass
-
-
-def copy_pages(source: Path, partial: Path, busy_timeout_s: float) -> None:
-    # Read-only: the backup must never be the thing that changes the live database.
-    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s)
-    dst = sqlite3.connect(partial)
-    try:
-        src.backup(dst)  # all pages in one step: one snapshot, no restarts under writes
-        # A self-contained single file: no -wal or -shm needed beside the copy.
-        dst.execute("PRAGMA journal_mode=DELETE")
-        result = dst.execute("PRAGMA integrity_check").fetchone()[0]
-        if result != "ok":
-            raise BackupError(f"the copy failed its integrity check: {result}")
-    finally:
-        dst.close()
-        src.close()
+__all__ = ["BackupError", "backup_configured", "backup_database"]
 
 
 def fsync_path(path: Path) -> None:
@@ -40,19 +25,34 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def backup_database(source: Path, target: Path, busy_timeout_s: float = 5.0) -> Path:
-    """Copy source to target (which must not exist yet); return target."""
-    if not source.exists():
-        raise BackupError(f"no database at {source}")
+def written_safely(target: Path, write) -> Path:
+    """write(partial) next to target, then sync and rename: target appears whole or not."""
     if target.exists():
         raise BackupError(f"{target} exists; refusing to overwrite it")
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
-        copy_pages(source, partial, busy_timeout_s)
+        write(partial)
         fsync_path(partial)
         os.replace(partial, target)
         fsync_path(target.parent)
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def backup_database(source: Path, target: Path, busy_timeout_s: float = 5.0) -> Path:
+    """Copy the SQLite file source to target (which must not exist yet); return target."""
+    if not source.exists():
+        raise BackupError(f"no database at {source}")
+    return written_safely(
+        target, lambda partial: copy_database_file(source, partial, busy_timeout_s)
+    )
+
+
+def backup_configured(settings: DatabaseSettings, target: Path) -> Path:
+    """Back up the database the settings name: the SQLite file, or the PostgreSQL database
+    with pg_dump (custom format: restore with pg_restore)."""
+    if engine_name(settings) == "postgresql":
+        return written_safely(target, lambda partial: dump_server_database(settings.url, partial))
+    return backup_database(Path(settings.path), target, settings.busy_timeout_ms / 1000)

@@ -6,15 +6,19 @@ publish by any process reaches every worker without re-reading everything.
 
 from peewee import SelectQuery, chunked
 
+from core.db import notify_serving
 from core.schema import Counter, Experiment
 
 STAMP_BATCH = 500  # ids per UPDATE ... WHERE id IN (...)
 
 
 def bump_serving_version() -> int:
-    """Take the next counter value; call inside a write transaction."""
+    """Take the next counter value; call inside a write transaction. On PostgreSQL every
+    listening web process hears of it when that transaction commits (never on rollback)."""
     Counter.update(value=Counter.value + 1).where(Counter.name == "serving").execute()
-    return Counter.get_by_id("serving").value
+    version = Counter.get_by_id("serving").value
+    notify_serving(version)
+    return version
 
 
 def mark_changed(experiment_ids) -> None:

@@ -66,9 +66,11 @@ def totals_query(
     query = (
         DailyMetric.select(
             DailyMetric.experiment,
-            Experiment.name,
+            # MIN of the one name of the group: standard SQL (PostgreSQL refuses a bare
+            # column outside GROUP BY), and SQLite keeps grouping along the index.
+            fn.MIN(Experiment.name).alias("name"),
             DailyMetric.variant,
-            Variant.name.alias("variant_name"),
+            fn.MIN(Variant.name).alias("variant_name"),
             fn.SUM(DailyMetric.impressions).alias("impressions"),
             fn.SUM(DailyMetric.clicks).alias("clicks"),
             fn.SUM(DailyMetric.impressions * weight).alias("counted_impressions"),

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from peewee import fn
 
-from core.db import as_utc, database, is_busy, write_transaction
+from core.db import as_utc, is_busy, lock_wait, write_transaction
 from core.schema import Counter, Run
 
 SCHEDULED_TRIGGERS = ("nightly", "catch_up")
@@ -93,7 +93,7 @@ def probe_write(busy_timeout_ms: int) -> None:
     """Take the write lock and let it go, writing nothing: raises when the file cannot be
     written (read-only, disk gone). A lock held by a publish or a bulk load past the short
     timeout is a busy database, which is writable: that is not an error here."""
-    database.execute_sql(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    lock_wait(busy_timeout_ms)
     try:
         with write_transaction():
             pass

@@ -4,6 +4,7 @@ the configured zone. The schema changes only through a numbered step in core/mig
 from datetime import UTC, datetime
 
 from peewee import (
+    SQL,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -13,6 +14,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelIndex,
     TextField,
 )
 
@@ -84,6 +86,19 @@ class Run(BaseModel):
     holder = CharField(null=True)  # host:pid of the process running it
     # Added by migration 5: {"compute": s, "staging": s, "publish_lock": s}, as JSON.
     phase_seconds = TextField(null=True)
+
+
+# Added by migration 7: one live (running or successful) run per scheduled time, enforced
+# by the database, as clocks on several hosts need.
+Run.add_index(
+    ModelIndex(
+        Run,
+        (Run.scheduled_for,),
+        unique=True,
+        where=SQL("status IN ('running', 'success')"),
+        name="run_one_live_per_scheduled_time",
+    )
+)
 
 
 class Allocation(BaseModel):

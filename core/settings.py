@@ -12,10 +12,11 @@ import tomllib
 from dataclasses import dataclass, field, make_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from core.settings_table import POLICY as POLICY  # re-exported with the table
-from core.settings_table import SETTINGS, Setting
+from core.settings_table import SETTINGS, SQLITE_PREFIX, Setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
@@ -145,10 +146,16 @@ def check_known(data: dict, origin: str) -> None:
         for key in values:
             if (section, key) == ("auth", "api_keys"):
                 raise SettingsError(f"{origin}: auth.api_keys {SECRET_NOT_IN_FILE}")
+            if (section, key) == ("database", "url") and has_password(str(values[key])):
+                raise SettingsError(f"{origin}: database.url {PASSWORD_NOT_IN_FILE}")
             if (section, key) not in BY_NAME:
                 raise SettingsError(f"{origin}: unknown key {section}.{key}")
 
 
+PASSWORD_NOT_IN_FILE = (
+    "holds a password: a password is read only from BANDIT_DATABASE_URL (or PGPASSWORD,"
+    " PGPASSFILE), never from a file"
+)
 SECRET_NOT_IN_FILE = "is a secret: it is read only from BANDIT_AUTH_API_KEYS, never from a file"
 
 
@@ -175,13 +182,16 @@ def load_settings(env=None) -> Settings:
     path = Path(env.get("BANDIT_CONFIG", DEFAULT_CONFIG))
     data = read_file(path)
     check_known(data, str(path))
-    for section, values in env_overrides(env).items():
+    overrides = env_overrides(env)
+    where = database_source(data.get("database", {}), overrides.get("database", {}))
+    for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     built = {
         section: cls(**{k: check_value(BY_NAME[section, k], v) for k, v in values.items()})
         for section, cls in SECTIONS.items()
         for values in [data.get(section, {})]
     }
+    built["database"] = reconciled_database(built["database"], where)
     conflict = policy_conflict(built["policy"])
     if conflict:
         raise SettingsError(f"policy: {conflict}")
@@ -189,6 +199,56 @@ def load_settings(env=None) -> Settings:
     if conflict:
         raise SettingsError(f"schedule.{conflict}")
     return Settings(**built)
+
+
+def database_source(in_file: dict, in_env: dict) -> set:
+    """Which of url and path name the database: those the environment sets, if any (an
+    environment variable overrides both keys of the file), else those the file sets."""
+    from_env = {key for key in ("url", "path") if key in in_env}
+    return from_env or {key for key in ("url", "path") if key in in_file}
+
+
+def reconciled_database(database, given: set):
+    """database.url and database.path agree: path is the SQLite file of a sqlite:/// URL.
+    Either may be given alone; both must name the same file, and a PostgreSQL URL takes
+    no path. A password may come only from the environment (BANDIT_DATABASE_URL)."""
+    url, path = database.url, database.path
+    if "url" in given and "path" in given:
+        if not url.startswith(SQLITE_PREFIX):
+            raise SettingsError(
+                f"database.path ({path!r}) is for SQLite, but database.url is {redacted(url)!r}:"
+                " remove database.path"
+            )
+        if url[len(SQLITE_PREFIX) :] != path:
+            raise SettingsError(
+                f"database.url ({url!r}) and database.path ({path!r}) name different files:"
+                " set one of them"
+            )
+    if "url" not in given:
+        url = SQLITE_PREFIX + path
+    elif url.startswith(SQLITE_PREFIX):
+        path = url[len(SQLITE_PREFIX) :]
+    if not url.startswith(SQLITE_PREFIX) and database.synchronous != "FULL":
+        raise SettingsError(
+            "database.synchronous is a SQLite setting; PostgreSQL's durability is the"
+            " server's (fsync, synchronous_commit): remove it with a postgresql URL"
+        )
+    return dataclasses.replace(database, url=url, path=path)
+
+
+def redacted(url: str) -> str:
+    """A database URL with its password, if any, shown as ***: for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None or "password=" in urlsplit(url).query
+    except ValueError:
+        return False
 
 
 def load_settings_or_exit() -> Settings:

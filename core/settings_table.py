@@ -15,6 +15,17 @@ def in_a_directory(path: str) -> bool:
     return path.strip() != "" and Path(path).parent.is_dir()
 
 
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def database_url(url: str) -> bool:
+    """sqlite:///PATH (a file in an existing directory) or postgresql://..."""
+    if url.startswith(SQLITE_PREFIX):
+        return in_a_directory(url[len(SQLITE_PREFIX) :])
+    return url.startswith(POSTGRES_PREFIXES) and len(url) > len("postgresql://")
+
+
 @dataclass(frozen=True)
 class Between:
     """A check: low to high, an open end excluding its bound. The API's schema shows the
@@ -93,9 +104,17 @@ FRACTION = Between(0, 1, low_open=True)  # above 0, at most 1
 
 # fmt: off
 SETTINGS = (
+    Setting("database", "url", "sqlite:///bandit.db", database_url,
+            "sqlite:///PATH (a file in a directory that exists) or postgresql://...",
+            "The database web and clock share: `sqlite:///PATH` (relative to the working"
+            " directory; `sqlite:////var/lib/bandit/bandit.db` for an absolute path) or"
+            " `postgresql://USER@HOST:PORT/NAME` (see \"Running on several hosts\"). A"
+            " password is read only from `BANDIT_DATABASE_URL` (or libpq's `PGPASSWORD` /"
+            " `PGPASSFILE`), never from a file."),
     Setting("database", "path", "bandit.db", lambda v: in_a_directory(v),
             "a file path in a directory that exists",
-            "SQLite file shared by web and clock (relative to the working directory)."),
+            "The SQLite file, as before `database.url`: the same as"
+            " `database.url = \"sqlite:///PATH\"`; setting both to different files is an error."),
     Setting("database", "create_if_missing", True, None, "",
             "Make an empty database when `database.path` does not exist (a first start)."
             " Set `false` once it exists: a missing file then stops every process at start"

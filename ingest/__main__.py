@@ -4,9 +4,8 @@ import argparse
 import sys
 from contextlib import nullcontext
 from datetime import datetime
-from pathlib import Path
 
-from core.db import database
+from core.db import database, named
 from core.migrations import open_database_or_exit
 from core.settings import load_settings_or_exit
 from ingest.loader import load_file, print_report
@@ -37,7 +36,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     settings = load_settings_or_exit()
     # First, so that a load into the wrong database is seen before it happens.
-    print(f"loading into {Path(settings.database.path).resolve()}", file=sys.stderr)
+    print(f"loading into the {named(settings.database)}", file=sys.stderr)
     open_database_or_exit(settings.database)
     today = datetime.now(settings.tz).date()
     cap = settings.sampling.max_active_arms

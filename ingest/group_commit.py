@@ -18,15 +18,18 @@ Never call store from inside a write transaction: the writer would wait for its 
 """
 
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from core.db import database, write_transaction
+from core.db import database, is_transient, write_transaction
 
 Work = tuple[Callable[[], Any], Future]
 IDLE_CLOSE_S = 1.0
+RETRIES = 3  # a whole group again after a deadlock or serialization failure (PostgreSQL)
 
 
 class GroupCommit:
@@ -69,9 +72,10 @@ class GroupCommit:
             return self._queue.get()
 
     def _connect(self) -> None:
-        if self._path != database.database:  # open_database pointed elsewhere meanwhile
+        where = (database.obj, database.database)
+        if self._path != where:  # open_database pointed elsewhere meanwhile
             database.close()
-            self._path = database.database
+            self._path = where
         database.connect(reuse_if_open=True)
 
 
@@ -84,17 +88,36 @@ def drain(q: queue.SimpleQueue) -> list[Work]:
             return taken
 
 
+class Transient(Exception):
+    """A write of the group met a deadlock or a serialization failure: run them all again."""
+
+
 def commit_group(group: list[Work]) -> None:
-    results = []
-    try:
-        with write_transaction():
-            results = [run_in_savepoint(work) for work, _ in group]
-    except BaseException as exc:  # the commit failed: nothing in the group landed
-        for _, future in group:
-            settle(future, error=exc)
+    """One transaction for the group. On PostgreSQL writers on other hosts run at the same
+    time (the "ingest" scope takes no lock: every write is an upsert), so two groups can
+    deadlock on the same rows; the server then fails one, and that group runs again whole
+    (its writes are idempotent), up to RETRIES times, before any caller hears of it."""
+    for attempt in range(RETRIES + 1):
+        last = attempt == RETRIES
+        results = []
+        try:
+            with write_transaction("ingest"):
+                results = [run_in_savepoint(work) for work, _ in group]
+                if not last and any(e is not None and is_transient(e) for _, e in results):
+                    raise Transient
+        except Transient:
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+            continue
+        except BaseException as exc:  # the commit failed: nothing in the group landed
+            if not last and is_transient(exc):
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+                continue
+            for _, future in group:
+                settle(future, error=exc)
+            return
+        for (_, future), (result, error) in zip(group, results, strict=True):
+            settle(future, result, error)
         return
-    for (_, future), (result, error) in zip(group, results, strict=True):
-        settle(future, result, error)
 
 
 def settle(future: Future, result=None, error: BaseException | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from peewee import EXCLUDED, fn
 
 from core.changes import mark_changed
-from core.db import bound, database, execute_many, prepared, slices
+from core.db import bound, database, execute_many, lock_rows, prepared, slices
 from core.experiments import InvalidChange, arm_cap_problem
 from core.schema import ArchivedVariant, DailyMetric, Experiment, Variant, utcnow
 from ingest.group_commit import GroupCommit
@@ -119,11 +119,14 @@ class MetricWriter:
         self.resolve_variants(pairs)
 
     def resolve_experiments(self, names: list[str]) -> None:
-        # Select-then-insert is race free: we hold the write lock (BEGIN IMMEDIATE).
+        # Race free on both engines: a writer on another host may create the same name
+        # meanwhile (PostgreSQL takes no lock for ingest), and ON CONFLICT DO NOTHING then
+        # waits for its commit and leaves its row, which the select after it finds.
         self.experiment_ids = experiment_ids(names)
         missing = [n for n in names if n not in self.experiment_ids]
         if missing:
-            execute_many(Experiment.insert(name=missing[0]), [(n,) for n in missing])
+            insert = Experiment.insert(name=missing[0]).on_conflict_ignore()
+            execute_many(insert, [(n,) for n in missing])
             self.experiment_ids.update(experiment_ids(missing))
             self.result.new_experiments = missing
 
@@ -132,7 +135,10 @@ class MetricWriter:
         missing = [p for p in pairs if (self.experiment_ids[p[0]], p[1]) not in self.variant_ids]
         if missing:
             values = [(self.experiment_ids[e], v) for e, v in missing]
-            execute_many(Variant.insert(experiment=values[0][0], name=values[0][1]), values)
+            # New arms count against the cap: one writer at a time per experiment.
+            lock_rows(Experiment, sorted({pk for pk, _ in values}))
+            insert = Variant.insert(experiment=values[0][0], name=values[0][1])
+            execute_many(insert.on_conflict_ignore(), values)
             self.variant_ids.update(variant_ids(sorted({pk for pk, _ in values})))
             self.result.new_variants = missing
             self.check_arm_cap(list(dict.fromkeys(e for e, _ in missing)))

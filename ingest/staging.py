@@ -17,7 +17,7 @@ connection, not through the group-commit writer thread (ingest/group_commit.py).
 
 from datetime import date
 
-from peewee import SQL, BigIntegerField, IntegerField, Model, TextField, Value, fn
+from peewee import SQL, BigIntegerField, DateField, IntegerField, Model, TextField, Value, fn
 
 from core.db import bound, database, drop_temporary_tables, prepared, write_transaction
 from core.runs_view import BULK_ROWS_COUNTER, add_to_counter
@@ -30,7 +30,7 @@ BATCH_SIZE = 10_000  # rows held in memory before they go to the table
 class StagedMetric(Model):
     line = IntegerField(primary_key=True)  # rows arrive in line order: appends
     experiment_id = TextField()
-    date = TextField()  # as bound for daily_metric
+    date = DateField()  # holds the text bound for daily_metric (SQLite: DATE keeps text)
     variant_id = TextField()
     impressions = BigIntegerField()
     clicks = BigIntegerField()
@@ -83,7 +83,7 @@ class Staging:
         """Upsert every staged row in one write transaction: all of them or none."""
         self.flush()
         pairs = staged_pairs()
-        with write_transaction():
+        with write_transaction("ingest"):
             writer = MetricWriter(self.max_arms)
             writer.upsert_selected(pairs, rows_with_ids(bound(utcnow())))
             writer.mark_new_for_serving()

@@ -6,8 +6,13 @@ such a row failed, so a dead run never stays 'running'. On the same host a dead 
 is noticed at once (its pid is gone), without waiting for the lease. A scheduled run
 also records the fire time it is for, and is started only if no live or successful run
 holds that time: two clocks on one database (a mistake, but one that happens during
-deploys) do the night's work once. The check and the insert share one write
-transaction, so two processes cannot both pass the check.
+deploys, and by design with a clock on each of several hosts) do the night's work once.
+The check and the insert share one write transaction, and a partial unique index
+(migration step 7) refuses a second live row for one time even so.
+
+On PostgreSQL, liveness does not depend on hosts: the run's process holds a session lock
+for the run on a connection of its own (core.db.hold_run), which the server frees when
+that session ends, and leases are stamped and compared with the database's clock.
 """
 
 import json
@@ -20,7 +25,19 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
-from core.db import DATABASE_ERRORS, as_utc, database, is_busy, naive_utc, write_transaction
+from peewee import IntegrityError
+
+from core.db import (
+    DATABASE_ERRORS,
+    as_utc,
+    database,
+    engine,
+    hold_run,
+    is_busy,
+    lease_now,
+    naive_utc,
+    write_transaction,
+)
 from core.runs_view import SCHEDULED_TRIGGERS
 from core.schema import Run
 
@@ -70,34 +87,38 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def holder_is_gone(holder: str | None) -> bool:
-    """True only for a holder on this host whose process no longer exists.
+def holder_is_gone(holder: str | None, run_id: int | None = None) -> bool:
+    """Whether the process that holds a run is known to be gone: on SQLite, a holder on
+    this host whose pid no longer exists (anything uncertain says False and the lease
+    decides); on PostgreSQL, the run's session lock is free, on whatever host it ran.
 
     Lets a clock restarted right after a crash take that night over at once instead of
-    waiting for the lease; anything uncertain (another host, no permission) says False
-    and the lease decides.
+    waiting for the lease.
     """
-    host, _, pid = (holder or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return engine().holder_is_gone(holder, run_id)
 
 
 def abandoned(run: Run, now: datetime) -> bool:
-    return run.lease_until is None or run.lease_until < now or holder_is_gone(run.holder)
+    if run.lease_until is None or run.lease_until < now:
+        return True
+    return holder_is_gone(run.holder, run.id)
+
+
+HELD: dict[int, object] = {}  # run id -> the connection holding its session lock (PostgreSQL)
+
+
+def release_run(run_id: int) -> None:
+    held = HELD.pop(run_id, None)
+    if held is not None:
+        held.close()
 
 
 def expire_abandoned_runs(now: datetime) -> int:
     """Mark failed every running row whose process is gone; call in a write transaction."""
+    lease_clock = lease_now(now)
     now = naive_utc(now)
     running = Run.select(Run.id, Run.lease_until, Run.holder).where(Run.status == "running")
-    ids = [run.id for run in running if abandoned(run, now)]
+    ids = [run.id for run in running if run.id not in HELD and abandoned(run, lease_clock)]
     if not ids:
         return 0
     Run.update(status="failed", finished_at=now, error=ABANDONED).where(Run.id.in_(ids)).execute()
@@ -128,26 +149,44 @@ def start_run(
 ) -> int | None:
     """Insert a running row started at now; return its id, None if the scheduled time is taken."""
     when = naive_utc(scheduled_for) if scheduled_for else None
-    with write_transaction():
-        expire_abandoned_runs(now)
-        if when is not None and scheduled_time_taken(when):
-            return None
-        run = Run.create(
-            trigger=trigger,
-            effective_date=effective_date,
-            experiment_filter=experiment_id,
-            started_at=naive_utc(now),
-            scheduled_for=when,
-            lease_until=naive_utc(now + timedelta(seconds=lease_seconds)),
-            holder=holder_name(),
-        )
+    held = None
+    try:
+        with write_transaction("runs"):
+            expire_abandoned_runs(now)
+            if when is not None and scheduled_time_taken(when):
+                return None
+            run = Run.create(
+                trigger=trigger,
+                effective_date=effective_date,
+                experiment_filter=experiment_id,
+                started_at=naive_utc(now),
+                scheduled_for=when,
+                lease_until=lease_now(now) + timedelta(seconds=lease_seconds),
+                holder=holder_name(),
+            )
+            held = hold_run(run.id)  # before the row is visible to anyone: no gap
+    except IntegrityError:
+        # Another clock inserted a live run for this time after our check (the partial
+        # unique index of step 7 refused ours): the time is taken.
+        if held is not None:
+            held.close()
+        if when is None:
+            raise
+        return None
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
+    if held is not None:
+        HELD[run.id] = held
     return run.id
 
 
 def finish_run(
     run_id: int, now: datetime, status: str, processed: int, error: str | None = None
 ) -> None:
-    with write_transaction():
+    release_run(run_id)
+    with write_transaction("runs"):
         (
             Run.update(
                 status=status,
@@ -195,9 +234,9 @@ def record_phases(run_id: int, phases: dict[str, float]) -> None:
 
 def renew_lease(run_id: int, lease_seconds: int, now: datetime) -> bool:
     """Push the lease to lease_seconds after now; False if the row is no longer ours to renew."""
-    with database.connection_context(), write_transaction():
+    with database.connection_context(), write_transaction("runs"):
         renewed = (
-            Run.update(lease_until=naive_utc(now + timedelta(seconds=lease_seconds)))
+            Run.update(lease_until=lease_now(now) + timedelta(seconds=lease_seconds))
             .where((Run.id == run_id) & (Run.status == "running"))
             .execute()
         )
@@ -228,6 +267,7 @@ def lease_kept(run_id: int, lease_seconds: int, clock: Clock):
     finally:
         stopped.set()
         renewer.join(timeout=lease_seconds)
+        release_run(run_id)
 
 
 def until_stopped(items, should_stop):

@@ -221,5 +221,5 @@ def test_with_create_if_missing_off_a_missing_database_is_refused_until_core_ini
     env = child_env(path, BANDIT_DATABASE_CREATE_IF_MISSING="false")
     init = procs.start(["-m", "core", "init"], env)
     assert init.wait(30) == 0
-    assert f"database ready: {path}" in init.output
+    assert f"database ready: the database file {path}" in init.output
     assert procs.server(env).request("GET", "/healthz")[0] == 200

@@ -65,8 +65,8 @@ def test_a_failed_commit_fails_every_write_in_the_group(db, monkeypatch):
     release = blocked_writer(writes)
 
     @contextlib.contextmanager
-    def failing_commit():
-        with write_transaction() as transaction:
+    def failing_commit(scope="global"):
+        with write_transaction(scope) as transaction:
             yield
             transaction.rollback()
         raise OSError("disk full")

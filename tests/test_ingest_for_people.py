@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from core.db import named
 from ingest import loader, progress
 from ingest.__main__ import main
 from ingest.progress import wanted
@@ -66,7 +67,7 @@ def test_the_database_is_named_before_anything_else(database_env, tmp_path, caps
     path.write_text(CSV)
     main([str(path)])
     first = capsys.readouterr().err.splitlines()[0]
-    assert first == f"loading into {database_env.database.path}"
+    assert first == f"loading into the {named(database_env.database)}"
 
 
 def test_progress_is_shown_when_asked(database_env, tmp_path, capsys, monkeypatch):

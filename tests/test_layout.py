@@ -119,3 +119,15 @@ def test_api_holds_no_sql_nor_models(module):
 def test_no_test_module_imports_another_or_conftest(module):
     shared = {n for n in imports(module) if n.startswith("tests.test_") or n == "tests.conftest"}
     assert shared == set()
+
+
+ENGINE_MODULES = ("core.db", "core.db.sqlite", "core.db.postgres")
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in modules(*PACKAGES) if m not in ENGINE_MODULES], ids=str
+)
+def test_only_the_database_package_names_an_engine(module):
+    """Everything that differs between SQLite and PostgreSQL lives in core/db/: no other
+    module imports either driver."""
+    assert within(imports(module), "sqlite3", "psycopg", "playhouse.pool") == set()

@@ -20,6 +20,7 @@ OVERRIDES = {
 }
 GOOD_OVERRIDES = {
     ("database", "synchronous"): "NORMAL",
+    ("database", "url"): "sqlite:///other.db",
     ("schedule", "time"): "06:30",
     ("schedule", "timezone"): "Europe/Berlin",
     ("sampling", "samples"): "5000",

@@ -67,12 +67,12 @@ def small_disk(tmp_path):
 
 
 def fill(directory) -> None:
-    """Write a file until the filesystem has no space left."""
-    with open(directory / "filler", "wb") as f:
+    """Write a file until the filesystem has no space left (unbuffered: a buffer left
+    over would fail again at close, depending on how the free space divides)."""
+    with open(directory / "filler", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC
 

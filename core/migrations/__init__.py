@@ -22,7 +22,14 @@ import sys
 from peewee import DatabaseError
 from playhouse.migrate import SchemaMigrator
 
-from core.db import DatabaseFault, configure, integrity_problem, storage_fault
+from core.db import (
+    DatabaseFault,
+    configure,
+    describe,
+    engine_name,
+    integrity_problem,
+    storage_fault,
+)
 from core.settings import DatabaseSettings
 
 log = logging.getLogger("bandit.db")
@@ -53,12 +60,13 @@ def migrate(db, target: int | None = None) -> int:
     target = len(STEPS) if target is None else target
     if current_version(db) >= target:  # nothing pending: no write lock (a publish may hold it)
         return current_version(db)
-    migrator = SchemaMigrator.from_database(db)
-    with db.atomic("IMMEDIATE"):
+    migrator = SchemaMigrator.from_database(getattr(db, "obj", None) or db)
+    locked = db.write_atomic("migrate") if hasattr(db, "write_atomic") else db.atomic("IMMEDIATE")
+    with locked:
         version = current_version(db)
         for number in range(version + 1, target + 1):
             STEPS[number - 1].up(migrator, db)
-            db.execute_sql("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            db.execute_sql(f"INSERT INTO schema_version (version) VALUES ({db.param})", (number,))
         return max(version, target)
 
 
@@ -71,6 +79,8 @@ def open_database(settings: DatabaseSettings, create: bool | None = None):
     `python -m core init`. A `-wal` without its database means the file was moved or
     deleted, and an empty file is no database; both are refused, never started over.
     """
+    if engine_name(settings) == "postgresql":
+        return open_server_database(settings, create)
     if not os.path.exists(settings.path):
         if not (settings.create_if_missing if create is None else create):
             raise DatabaseFault(f"{where(settings)} does not exist: {NOT_CREATED}")
@@ -85,6 +95,25 @@ def open_database(settings: DatabaseSettings, create: bool | None = None):
     except (DatabaseError, OSError) as exc:
         raise DatabaseFault(f"{where(settings)}: {storage_fault(exc) or exc}") from exc
     log.warning("using %s (schema version %d)", where(settings), version)
+    return db
+
+
+def open_server_database(settings: DatabaseSettings, create: bool | None = None):
+    """A PostgreSQL database: the server must answer, be the same database on every later
+    connection (pinned by the cluster's system identifier and the database's oid), and
+    have this service's schema; an empty database gets it only when `create` allows."""
+    db = configure(settings)
+    try:
+        with db.connection_context():
+            db.pin()
+            if not db.get_tables() and not (
+                settings.create_if_missing if create is None else create
+            ):
+                raise DatabaseFault(f"{describe()} has no tables: {NOT_CREATED}")
+            version = migrate(db)
+    except (DatabaseError, OSError) as exc:
+        raise DatabaseFault(f"{describe()}: {storage_fault(exc) or exc}") from exc
+    log.warning("using %s (schema version %d)", describe(), version)
     return db
 
 

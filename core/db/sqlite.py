@@ -1,4 +1,10 @@
-"""The database file and what can go wrong with it (core/db.py uses this; nothing else).
+"""The SQLite engine: one file, and what can go wrong with it (core.db uses this; nothing
+else does).
+
+WAL lets the web process read while the clock writes; synchronous=FULL makes an
+acknowledged write survive a power cut, not only a crash; writes begin IMMEDIATE, which
+takes the one write lock of the file up front, so concurrent writers queue on the busy
+timeout instead of failing mid-transaction when a read lock cannot be upgraded.
 
 The file is pinned: open_database (core/migrations) records its device and inode, every
 later connection opens it in a mode that cannot create it, and every write transaction
@@ -11,18 +17,42 @@ cause, never a new empty file that acknowledged writes would go to. A storage er
 
 import contextlib
 import logging
+import math
 import os
+import socket
 import sqlite3
 import threading
+from urllib.parse import quote
 
-from peewee import DatabaseError, SqliteDatabase, _savepoint
+from peewee import DatabaseError, SqliteDatabase, _savepoint, fn
+
+from core.db.health import DatabaseFault, health
 
 log = logging.getLogger("bandit.db")
 
 
-class DatabaseFault(Exception):
-    """The database file cannot be used: missing, replaced, empty or corrupt. The message
-    names the file and the cause; nothing ever answers it by creating a new database."""
+def _has_math_functions() -> bool:
+    try:
+        sqlite3.connect(":memory:").execute("SELECT power(2, 3)")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+HAS_POWER = _has_math_functions()
+
+
+def pragmas(settings) -> dict:
+    return {
+        "journal_mode": "wal",
+        "synchronous": settings.synchronous,
+        "busy_timeout": settings.busy_timeout_ms,
+        "foreign_keys": 1,
+    }
+
+
+def uri(path: str, mode: str) -> str:
+    return f"file:{quote(os.path.abspath(path))}?mode={mode}"
 
 
 class Savepoint(_savepoint):
@@ -46,6 +76,71 @@ class PinnedDatabase(SqliteDatabase):
     # Per thread: `lost`, the error that rolled its transaction back; `stale`, whether its
     # connection opened the file read-only and must be opened again before the next write.
     local = threading.local()
+
+    engine = "sqlite"
+    dialect = "sqlite"
+
+    def setup(self, settings, create: bool = False) -> None:
+        """Point at settings.path; only `create` opens in a mode that makes a missing file."""
+        self.identity = None
+        self.init(
+            uri(settings.path, "rwc" if create else "rw"), uri=True, pragmas=pragmas(settings)
+        )
+        self.path = settings.path
+        # Discounted counts use POWER in SQL; SQLite has it only when built with math functions.
+        if not HAS_POWER:
+            self.register_function(math.pow, "power", 2, deterministic=True)
+
+    def describe(self) -> str:
+        return f"database file {os.path.abspath(self.path)}"
+
+    def write_atomic(self, scope: str):
+        return self.atomic("IMMEDIATE")  # the file has one write lock: every scope takes it
+
+    def read_atomic(self):
+        return self.atomic("DEFERRED")
+
+    def lock_wait(self, milliseconds: int) -> None:
+        """How long this connection's writes wait for the lock from now on."""
+        self.execute_sql(f"PRAGMA busy_timeout = {int(milliseconds)}")
+
+    def days_between(self, later, earlier):
+        return fn.julianday(later) - fn.julianday(earlier)
+
+    def is_busy(self, exc: BaseException) -> bool:
+        return "locked" in str(exc) or "busy" in str(exc)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return False  # one writer at a time: no deadlock, no serialization failure
+
+    def storage_fault(self, exc: BaseException) -> str | None:
+        return storage_fault(exc)
+
+    def integrity_problem(self) -> str | None:
+        """What PRAGMA quick_check finds wrong with the open database, or None."""
+        try:
+            rows = [row[0] for row in self.execute_sql("PRAGMA quick_check").fetchall()]
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            return str(exc)
+        return None if rows == ["ok"] else "; ".join(rows[:5])
+
+    def holder_is_gone(self, holder: str | None, run_id: int | None = None) -> bool:
+        """True only for a run holder on this host whose process no longer exists: anything
+        uncertain (another host, no permission) says False and the lease decides."""
+        host, _, pid = (holder or "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def temporary_tables(self) -> list[str]:
+        rows = self.execute_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'")
+        return sorted(name for (name,) in rows)
 
     def note_fault(self, exc: BaseException) -> None:
         """Tell /healthz about a storage fault; a read-only connection is opened again."""
@@ -118,6 +213,25 @@ class PinnedDatabase(SqliteDatabase):
         return conn
 
 
+def copy_database_file(source, partial, busy_timeout_s: float) -> None:
+    """The online backup of the file source into partial, then PRAGMA integrity_check."""
+    from core.db.health import BackupError
+
+    # Read-only: the backup must never be the thing that changes the live database.
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s)
+    dst = sqlite3.connect(partial)
+    try:
+        src.backup(dst)  # all pages in one step: one snapshot, no restarts under writes
+        # A self-contained single file: no -wal or -shm needed beside the copy.
+        dst.execute("PRAGMA journal_mode=DELETE")
+        result = dst.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise BackupError(f"the copy failed its integrity check: {result}")
+    finally:
+        dst.close()
+        src.close()
+
+
 def missing_message(path: str) -> str:
     return (
         f"database file {os.path.abspath(path)} is missing: it was moved or deleted while in"
@@ -173,22 +287,3 @@ def storage_fault(exc: BaseException) -> str | None:
     code = getattr(original, "sqlite_errorcode", None) or STORAGE_MESSAGES.get(str(original), 0)
     cause = STORAGE_FAULTS.get(code & 0xFF)
     return f"{cause} ({original})" if cause else None
-
-
-class StorageHealth:
-    """This process's last storage fault, until a write transaction commits again."""
-
-    def __init__(self):
-        self.fault: str | None = None
-
-    def failed(self, cause: str) -> None:
-        if cause != self.fault:
-            log.error("storage fault: %s", cause)  # once per new cause, not per request
-        self.fault = cause
-
-    def problems(self) -> list[str]:
-        fault = self.fault
-        return [f"storage: {fault}"] if fault else []
-
-
-health = StorageHealth()

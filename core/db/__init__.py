@@ -1,0 +1,306 @@
+"""The database, on either engine: the one module that knows which one it is.
+
+`database` is a proxy every model is bound to; configure() points it at the engine that
+settings.database.url names: a SQLite file (core/db/sqlite.py, the default) or a
+PostgreSQL server (core/db/postgres.py). Everything that differs between the two is a
+method of the engine object (transactions and locks, date arithmetic, which errors mean
+busy, transient or a storage fault, run liveness, change notification, temporary tables);
+the functions here are what the rest of the code calls, and no other module names an
+engine (tests/test_layout.py checks that no other module imports sqlite3 or psycopg).
+"""
+
+import functools
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+from peewee import DatabaseError, DatabaseProxy, Query
+from peewee import OperationalError as OperationalError  # re-exported: api handles it
+from playhouse.pool import MaxConnectionsExceeded
+
+from core.db.health import BackupError as BackupError
+from core.db.health import DatabaseFault as DatabaseFault
+from core.db.health import health as health
+from core.db.sqlite import PinnedDatabase
+from core.db.sqlite import copy_database_file as copy_database_file
+from core.settings import redacted
+
+try:  # the PostgreSQL driver is needed only for a postgresql:// URL
+    import psycopg
+except ImportError:  # pragma: no cover - installed with the requirements
+    psycopg = None
+
+
+class Database(DatabaseProxy):
+    """A proxy whose transactions and savepoints are the engine's own (peewee's proxy would
+    build generic ones around itself and skip the engine's savepoint handling)."""
+
+    __slots__ = ("_Model", "_callbacks", "obj")
+
+    def __setattr__(self, attr, value):
+        if attr in self.__slots__:
+            return object.__setattr__(self, attr, value)
+        return setattr(self.obj, attr, value)  # a test's monkeypatch reaches the engine
+
+    def __delattr__(self, attr):
+        return delattr(self.obj, attr)
+
+    def connection_context(self):
+        return self.obj.connection_context()
+
+    def atomic(self, *args, **kwargs):
+        return self.obj.atomic(*args, **kwargs)
+
+    def transaction(self, *args, **kwargs):
+        return self.obj.transaction(*args, **kwargs)
+
+    def savepoint(self):
+        return self.obj.savepoint()
+
+    def manual_commit(self):
+        return self.obj.manual_commit()
+
+
+database = Database()
+database.initialize(PinnedDatabase(None))
+ENGINES: dict[str, object] = {"sqlite": database.obj}
+
+
+def engine_name(settings) -> str:
+    """ "sqlite" or "postgresql", from settings.database.url."""
+    return "postgresql" if settings.url.startswith(("postgresql://", "postgres://")) else "sqlite"
+
+
+def engine_for(name: str):
+    if name not in ENGINES:
+        from core.db.postgres import PostgresDatabase
+
+        ENGINES[name] = PostgresDatabase(None)
+    return ENGINES[name]
+
+
+def configure(settings, create: bool = False):
+    """Point the shared database at what settings name (core.migrations.open_database
+    also checks, migrates and pins it). On SQLite only `create` opens in a mode that makes
+    a missing file."""
+    if not database.is_closed():
+        database.close()
+    engine = engine_for(engine_name(settings))
+    if engine is not database.obj:
+        if not database.obj.is_closed():
+            database.obj.close()
+        database.initialize(engine)
+    health.fault = None  # a fault belongs to the database it was met on
+    engine.setup(settings, create=create)
+    return database
+
+
+def engine():
+    """The engine object the database points at."""
+    return database.obj
+
+
+def is_postgres() -> bool:
+    return database.obj.engine == "postgresql"
+
+
+def days_between(later, earlier):
+    """SQL expression: whole days from `earlier` to `later` (dates)."""
+    return database.obj.days_between(later, earlier)
+
+
+def dump_server_database(url: str, partial) -> None:
+    """pg_dump of a PostgreSQL database into partial, checked (core/db/postgres.py)."""
+    from core.db.postgres import dump_server_database as dump
+
+    dump(url, partial)
+
+
+def describe() -> str:
+    """The database in use, for messages: the file, or the server URL without a password."""
+    return database.obj.describe()
+
+
+def named(settings) -> str:
+    """The database settings name, for messages, before it is opened."""
+    if engine_name(settings) == "postgresql":
+        return f"PostgreSQL database {redacted(settings.url)}"
+    return f"database file {os.path.abspath(settings.path)}"
+
+
+def is_busy(exc: Exception) -> bool:
+    """Whether a database error means another connection held the lock past the timeout."""
+    return database.obj.is_busy(exc)
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether a database error (a deadlock, a serialization failure) is settled by running
+    the whole transaction again."""
+    return database.obj.is_transient(exc)
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """The storage cause of a database error, or None for any other error."""
+    return database.obj.storage_fault(exc)
+
+
+@contextmanager
+def write_transaction(scope: str = "global"):
+    """A transaction that takes the write lock of its scope up front, on the pinned
+    database. On SQLite every scope is the file's one write lock; on PostgreSQL each scope
+    is an advisory lock of its own, and "ingest" takes none (upserts need no lock). A
+    storage fault, also one a savepoint inside met, is noted in `health`; a clean commit
+    clears it."""
+    top = database.transaction_depth() == 0
+    if top:
+        database.local.faulted = False
+        if getattr(database.local, "stale", False):
+            database.local.stale = False
+            database.reopen()
+    try:
+        database.check_identity()
+        with database.obj.write_atomic(scope) as transaction:
+            yield transaction
+    except Exception as exc:
+        if top:
+            database.note_fault(exc)
+        raise
+    if top and not database.local.faulted:
+        health.fault = None
+
+
+# Every error a query can raise: peewee's wrappers, the driver's own (a cursor's
+# executemany is not wrapped), and a file that is no longer the pinned one.
+DRIVER_ERRORS = (sqlite3.DatabaseError,) + ((psycopg.Error,) if psycopg else ())
+# A full connection pool (PostgreSQL) is a busy database too.
+DATABASE_ERRORS = (DatabaseError, *DRIVER_ERRORS, DatabaseFault, MaxConnectionsExceeded)
+
+
+def integrity_problem() -> str | None:
+    """What the engine's integrity check finds wrong with the open database, or None."""
+    return database.obj.integrity_problem()
+
+
+def read_transaction():
+    """A transaction that gives one consistent snapshot across several queries."""
+    return database.obj.read_atomic()
+
+
+def lock_wait(milliseconds: int) -> None:
+    """How long this connection's writes wait for a lock from now on."""
+    database.obj.lock_wait(milliseconds)
+
+
+def lock_rows(model, pks: list[int]) -> None:
+    """Lock these rows until the transaction ends, in key order (PostgreSQL: SELECT ... FOR
+    UPDATE; SQLite: nothing to do, the write transaction holds the file's lock)."""
+    if pks and database.obj.engine == "postgresql":
+        model.select(model.id).where(model.id.in_(pks)).order_by(model.id).for_update().execute()
+
+
+def notify_serving(version: int) -> None:
+    """Tell every web process listening that the serving counter reached `version`, at the
+    commit of the calling transaction (PostgreSQL NOTIFY; SQLite: they poll)."""
+    if database.obj.engine == "postgresql":
+        database.obj.notify_serving(version)
+
+
+def lease_now(now: datetime) -> datetime:
+    """The time a run lease is stamped and judged by (naive UTC): the caller's `now` on
+    SQLite (one host), the database server's clock on PostgreSQL, the one clock that
+    every host shares, so that skew between hosts cannot expire a live lease."""
+    if database.obj.engine == "postgresql":
+        return database.obj.database_now()
+    return naive_utc(now)
+
+
+def hold_run(run_id: int):
+    """On PostgreSQL, a connection holding the run's session lock until it is closed (the
+    server frees it when the process dies, on any host); None on SQLite."""
+    if database.obj.engine == "postgresql":
+        return database.obj.hold_run(run_id)
+    return None
+
+
+def temporary_tables() -> list[str]:
+    """This connection's temporary tables, by name."""
+    return database.obj.temporary_tables()
+
+
+def bound(value: date) -> str:
+    """The text sqlite3 stores for a date or datetime (its default adapters), worked out
+    once: binding the object instead calls a Python adapter for every row of a bulk write.
+    (datetime is a subclass of date.)"""
+    return value.isoformat(" ") if isinstance(value, datetime) else value.isoformat()
+
+
+def as_utc(stored: datetime) -> datetime:
+    """A stored time (naive UTC) as an aware one: RFC 3339 needs the offset."""
+    return stored.replace(tzinfo=UTC)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """An aware time as it is stored: naive UTC. A naive time is refused: astimezone would
+    read it as local time."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment} has no time zone; pass an aware time")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def utc_text(stored: datetime) -> str:
+    """A stored time as RFC 3339 text, with the "Z" that pydantic writes for UTC."""
+    return stored.isoformat() + "Z"
+
+
+# Peewee builds SQL in Python, which costs more than SQLite running it for a few rows and
+# would be paid again for every row of a bulk write: both helpers below build a
+# statement's SQL once and let the driver bind each row.
+
+
+def prepared(build: Callable[..., Query], *shape) -> str:
+    """The SQL of the query build(*shape) makes, built once per engine and shape and
+    reused. Every value must be a parameter the caller binds: anything peewee adds on its
+    own (a column default, a time) would be frozen at the first call."""
+    return prepared_for(database.obj.dialect, build, *shape)
+
+
+@functools.cache
+def prepared_for(dialect: str, build: Callable[..., Query], *shape) -> str:
+    return build(*shape).sql()[0]
+
+
+def slices(items: list, size: int) -> Iterator[list]:
+    """peewee.chunked for a list, by slicing. chunked pads every group to `size` and strips
+    the padding one item at a time, so each call costs in proportion to `size`: more than
+    the query itself for the few rows of a POST. Use chunked for streams."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def execute_many(query, rows: list[tuple]) -> None:
+    """Run a one-row INSERT, built by peewee from rows[0], for every row (DB-API executemany).
+
+    Values peewee adds on its own (column defaults) come after the given ones and are
+    reused for every row.
+    """
+    if not rows:
+        return
+    sql, params = query.sql()
+    constant = tuple(bound(v) if isinstance(v, date) else v for v in params[len(rows[0]) :])
+    database.cursor().executemany(sql, [(*row, *constant) for row in rows])
+
+
+def drop_temporary_tables(models: list) -> None:
+    """Drop staging TEMP tables once their rows are committed (or abandoned), never failing.
+
+    This runs after the commit that matters, so an error here must not turn a committed
+    publish or load into a failure. Left behind, the tables only go on taking space in
+    this connection's temporary file, and go with the connection; the next staging on it
+    drops them first."""
+    try:
+        database.drop_tables(models)
+    except (DatabaseError, *DRIVER_ERRORS):  # peewee's wrapper, or the driver's
+        logging.getLogger("bandit.db").warning("could not drop temporary tables", exc_info=True)

@@ -1,0 +1,295 @@
+"""The PostgreSQL engine: one database shared by web processes and clocks on several hosts
+(core.db uses this; nothing else does).
+
+SQLite gives one global write lock (BEGIN IMMEDIATE), and every guarantee between
+processes rested on it. Here each guarantee has its own mechanism:
+
+- a write that checks before it writes (a run's start, a publish, an experiment's
+  settings or archive, the migrations) takes a transaction-scoped advisory lock of its
+  scope first, so two hosts cannot both pass the check; POST /data takes none (its
+  writes are upserts, race-free by ON CONFLICT) and so never waits behind a publish;
+- a run's liveness is a session advisory lock its process holds on a connection of its
+  own: the server frees it the moment that session ends, on whatever host it ran;
+- leases are stamped and judged by the database's clock, not each host's;
+- a publish notifies (NOTIFY bandit_serving) in its own transaction, so every web process
+  listening hears of it at the commit.
+
+Column types: peewee's FloatField is float4 here and its IntegerField int4, where SQLite
+stores doubles and 64-bit integers; this engine maps both to the SQLite meaning (DOUBLE
+PRECISION, BIGINT), so the same models and migration steps give the same values.
+"""
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from datetime import datetime
+from typing import ClassVar
+
+import psycopg
+from peewee import Cast, DatabaseError, InterfaceError
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+
+from core.db.health import BackupError, DatabaseFault
+from core.settings import redacted
+
+log = logging.getLogger("bandit.db")
+
+LOCK_CLASS = 0x62616E64  # "band": the first key of every advisory lock this service takes
+# Scopes of write_transaction: "migrate" and "runs" have locks of their own; a publish, a
+# settings or archive change and any other check-then-write share "global", which is what
+# SQLite's one write lock is for every scope.
+SCOPES = {"migrate": 1, "runs": 2, "global": 5, "clock": 6}
+RUN_CLASS = 0x62616E65  # session locks held for a run's life, second key the run id
+CHANNEL = "bandit_serving"
+POOL_SIZE = 48  # the request thread pool (40) and the writer, refresher and lease threads
+POOL_WAIT_S = 30
+
+# SQLSTATE classes: a lock wait past lock_timeout (55P03), a statement cancelled (57014);
+# a deadlock (40P01) or a serialization failure (40001), which a retry of the whole
+# transaction settles.
+BUSY = {"55P03", "57014"}
+TRANSIENT = {"40P01", "40001"}
+# What the server says about its storage or its own availability.
+STORAGE = {
+    "53100": "the database server's disk is full",
+    "53200": "the database server is out of memory",
+    "53300": "the database server has too many connections",
+    "57P01": "the database server was shut down",
+    "57P03": "the database server is starting up or shutting down",
+    "58030": "the database server met an I/O error",
+    "XX001": "the database server found a corrupt data page",
+    "XX002": "the database server found a corrupt index",
+    "25006": "the database is read-only (a standby, or default_transaction_read_only)",
+}
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg error, also inside peewee's wrapper."""
+    for candidate in (exc, exc.args[0] if exc.args else None, exc.__cause__):
+        state = getattr(candidate, "sqlstate", None)
+        if state:
+            return state
+    return None
+
+
+def server_tool(name: str) -> str:
+    """A PostgreSQL client program (pg_dump, pg_restore): on PATH, else the newest Debian
+    server's bin folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
+    if not candidates:
+        raise BackupError(
+            f"{name} not found: install the PostgreSQL client programs (Debian: the"
+            " postgresql-client package), of the server's major version or newer"
+        )
+    return candidates[-1]
+
+
+def dump_server_database(url: str, partial) -> None:
+    """pg_dump --format=custom of the database at url into partial (one snapshot; writers
+    go on), then pg_restore --list as the check that the archive reads back."""
+    for command in (
+        [server_tool("pg_dump"), "--format=custom", f"--file={partial}", f"--dbname={url}"],
+        [server_tool("pg_restore"), "--list", str(partial)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            program = os.path.basename(command[0])
+            raise BackupError(f"{program} failed: {done.stderr.strip() or done.returncode}")
+    listing = done.stdout
+    if "TABLE DATA" not in listing:
+        raise BackupError("the dump holds no table data: is this the service's database?")
+
+
+class PostgresDatabase(PooledPostgresqlDatabase):
+    engine = "postgresql"
+    dialect = "postgresql"
+    field_types: ClassVar[dict] = {
+        **PooledPostgresqlDatabase.field_types,
+        "FLOAT": "DOUBLE PRECISION",
+        "INT": "BIGINT",
+    }
+    url: str | None = None
+    identity: tuple | None = None
+    path = None  # no file: nothing to pin by inode
+
+    def setup(self, settings, create: bool = False) -> None:
+        if self.database is not None:
+            self.close_all()  # pooled connections belong to the database they were made for
+        self.url = settings.url
+        self.identity = None
+        options = f"-c lock_timeout={int(settings.busy_timeout_ms)} -c TimeZone=UTC"
+        self.init(
+            settings.url,
+            prefer_psycopg3=True,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_S,
+            stale_timeout=600,
+            options=options,
+            application_name=f"bandit-api {socket.gethostname()}:{os.getpid()}",
+        )
+
+    def describe(self) -> str:
+        return f"PostgreSQL database {redacted(self.url or '')}"
+
+    # -- the database's identity: a server that answers with another (empty) database
+    # after a restore or a DNS change must not take acknowledged writes.
+
+    def read_identity(self) -> tuple:
+        row = self.execute_sql(
+            "SELECT (SELECT system_identifier FROM pg_control_system()),"
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+        return (int(row[0]), int(row[1]))
+
+    def pin(self, path=None) -> None:
+        self.identity = self.read_identity()
+
+    def check_identity(self) -> None:
+        pass  # checked once per new connection, in _connect
+
+    def note_fault(self, exc: BaseException) -> None:
+        from core.db.health import health
+
+        cause = self.storage_fault(exc)
+        if cause:
+            health.failed(cause)
+            self.local.faulted = True
+
+    local = threading.local()
+
+    def reopen(self) -> None:
+        pass
+
+    def fold_wal(self) -> None:
+        pass
+
+    def _connect(self):
+        try:
+            conn = super()._connect()
+        except MaxConnectionsExceeded:
+            raise
+        except psycopg.OperationalError as exc:
+            raise DatabaseFault(f"{self.describe()} cannot be reached: {exc}".strip()) from exc
+        if self.identity is not None:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT (SELECT system_identifier FROM pg_control_system()),"
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+                found = tuple(int(v) for v in cursor.fetchone())
+            if found != self.identity:
+                conn.close()
+                raise DatabaseFault(
+                    f"{self.describe()} is not the database this process opened at start (it"
+                    " was dropped and made again, or restored, or the name now points at"
+                    " another server); restart to use it"
+                )
+        return conn
+
+    # -- transactions and locks
+
+    @contextlib.contextmanager
+    def write_atomic(self, scope: str):
+        wait, self.local.lock_wait_ms = getattr(self.local, "lock_wait_ms", None), None
+        with self.atomic() as transaction:
+            if wait is not None:  # for this transaction only: the connection is pooled
+                self.execute_sql(f"SET LOCAL lock_timeout = {int(wait)}")
+            if scope != "ingest":  # upserts: no lock, so POST /data never waits on a publish
+                key = SCOPES.get(scope, SCOPES["global"])
+                self.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, key))
+            yield transaction
+
+    def read_atomic(self):
+        return self.atomic("REPEATABLE READ")
+
+    def lock_wait(self, milliseconds: int) -> None:
+        """For this thread's next write transaction (a session setting would stay with the
+        pooled connection and its next user)."""
+        self.local.lock_wait_ms = milliseconds
+
+    def days_between(self, later, earlier):
+        return Cast(later, "date") - earlier
+
+    def is_busy(self, exc: BaseException) -> bool:
+        """A lock wait past lock_timeout, a full pool, or a deadlock or serialization
+        failure that outlived its retries: all settled by trying again shortly."""
+        state = sqlstate(exc)
+        return state in BUSY or state in TRANSIENT or isinstance(exc, MaxConnectionsExceeded)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return sqlstate(exc) in TRANSIENT
+
+    def storage_fault(self, exc: BaseException) -> str | None:
+        if isinstance(exc, DatabaseFault):
+            return str(exc)
+        state = sqlstate(exc)
+        if state in STORAGE:
+            return f"{STORAGE[state]} ({exc})".strip()
+        if state is None and isinstance(exc, (psycopg.OperationalError, InterfaceError)):
+            return f"the database server cannot be reached ({exc})".strip()
+        if state and state.startswith("08"):  # connection exceptions
+            return f"the connection to the database server failed ({exc})".strip()
+        return None
+
+    def integrity_problem(self) -> str | None:
+        """The server checks its own pages (data_checksums); a query that cannot run is the
+        problem to report."""
+        try:
+            self.execute_sql("SELECT 1").fetchone()
+        except (DatabaseError, psycopg.Error) as exc:
+            return str(exc)
+        return None
+
+    # -- runs across hosts
+
+    def database_now(self) -> datetime:
+        """The database server's clock (naive UTC): the one clock every host shares."""
+        return self.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+
+    def hold_run(self, run_id: int):
+        """A connection of its own holding the run's session lock until closed: the server
+        frees the lock when that session ends, however the process ended."""
+        conn = psycopg.connect(self.url, autocommit=True, application_name="bandit-api run")
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (RUN_CLASS, run_id))
+        return conn
+
+    def holder_is_gone(self, holder: str | None, run_id: int | None = None) -> bool:
+        if run_id is None:
+            return False
+        taken = self.execute_sql(
+            "SELECT pg_try_advisory_lock(%s, %s)", (RUN_CLASS, run_id)
+        ).fetchone()[0]
+        if taken:
+            self.execute_sql("SELECT pg_advisory_unlock(%s, %s)", (RUN_CLASS, run_id))
+        return bool(taken)
+
+    def temporary_tables(self) -> list[str]:
+        rows = self.execute_sql(
+            "SELECT relname FROM pg_class WHERE relpersistence = 't' AND relkind = 'r'"
+            " AND pg_table_is_visible(oid)"
+        )
+        return sorted(name for (name,) in rows)
+
+    # -- change notification
+
+    def notify_serving(self, version: int) -> None:
+        """Delivered to listeners at the commit of the calling transaction, never on rollback."""
+        self.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, str(version)))
+
+    def listener(self):
+        """A connection of its own (LISTEN needs a session, not a pooled one) subscribed to
+        the serving channel."""
+        conn = psycopg.connect(self.url, autocommit=True, application_name="bandit-api cache")
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
