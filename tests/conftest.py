@@ -9,6 +9,7 @@ from api.app import create_app
 from core.db import database
 from core.migrations import open_database
 from core.settings import load_settings
+from tests.postgres import require_cluster
 from tests.processes import Processes
 
 
@@ -62,3 +63,16 @@ def procs():
     processes = Processes()
     yield processes
     processes.kill_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster for the test session (each xdist worker is a session
+    of its own), stopped at the end, on Ctrl-C too (and by atexit if the teardown never
+    runs). Binaries missing: the tests that use it skip, or fail under CI
+    (tests/postgres.py, require_cluster)."""
+    cluster = require_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
