@@ -61,6 +61,16 @@ def test_a_refresh_after_a_publish_loads_only_what_changed(db, settings):
     assert changed.names() == ["two"] and changed.version > version
 
 
+def test_the_swap_is_called_with_the_bodies_before_the_arms_are_read(db, settings):
+    load(("one", DAY, "a", 10, 1), ("one", DAY, "b", 10, 2), ("new", DAY, "x", 10, 1))
+    run_at(NOW, settings, trigger="manual", experiment_id="one")
+    seen = []
+    changed = bodies_since(-1, lambda c: seen.append((c.bodies(), dict(c.arms))))
+    assert seen == [({"one": reference_body("one"), "new": reference_body("new")}, {})]
+    assert changed.arms == {"one": ["a", "b"], "new": ["x"]}
+    assert bodies_since(-1, lambda c: False).arms == {}  # nothing swapped: no items needed
+
+
 @pytest.fixture
 def cheap_client(settings):
     sampling = dataclasses.replace(settings.sampling, samples=100)
