@@ -129,11 +129,18 @@ def next_snapshot(base: Snapshot | None, changed: Changed) -> Snapshot:
             by_query.pop(query_key(name), None)
             items.pop(name, None)
     else:  # most changed: keep the few that did not
-        gone = set(names)
-        bodies = {n: b for n, b in base.bodies.items() if n not in gone}
-        items = {n: i for n, i in base.items.items() if n not in gone}
+        bodies, items = unchanged(base.bodies, changed), unchanged(base.items, changed)
         by_query = {}
     return Snapshot(changed.version, bodies, by_query, items, changed)
+
+
+def unchanged(served: dict, changed: Changed) -> dict:
+    """The entries of `served` whose experiment did not change: none after a publish for
+    every experiment, found with set operations on the keys rather than one by one."""
+    if served.keys() <= changed.splits.keys():
+        return {}
+    names = served.keys() - changed.splits.keys() - changed.placeholders.keys()
+    return {name: served[name] for name in names}
 
 
 class AllocationCache:

@@ -193,19 +193,15 @@ class Changed:
         return items
 
 
-def grouped(rows) -> dict[str, list]:
-    """Rows of (pk, name, ...) or (name, ...) by experiment name, in order."""
-    return {key: list(group) for key, group in groupby(rows, key=itemgetter(0))}
-
-
 def split_groups(rows) -> tuple[dict[str, list], bool]:
-    """split_rows by experiment name, and whether an experiment had no split."""
+    """split_rows by experiment name, and whether some experiment had no split."""
     splits, unsplit = {}, False
-    for group in grouped(rows).values():
-        if group[0][2] is None:
+    for _, group in groupby(rows, key=itemgetter(0)):
+        found = list(group)
+        if found[0][2] is None:
             unsplit = True
         else:
-            splits[group[0][1]] = group
+            splits[found[0][1]] = found
     return splits, unsplit
 
 

@@ -12,10 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cache import Snapshot, next_snapshot
 from core.db import database
 from core.experiments import find_experiment
 from core.schema import Allocation, AllocationReason, Variant
-from core.served import bodies_since
+from core.served import Changed, bodies_since
 from core.splits import computed_body, placeholder_body, reason_on, rows_on
 from tests.helpers import CONTRACT_POST, NOW, load, run_at
 from tests.processes import child_env
@@ -69,6 +70,15 @@ def test_the_swap_is_called_with_the_bodies_before_the_arms_are_read(db, setting
     assert seen == [({"one": reference_body("one"), "new": reference_body("new")}, {})]
     assert changed.arms == {"one": ["a", "b"], "new": ["x"]}
     assert bodies_since(-1, lambda c: False).arms == {}  # nothing swapped: no items needed
+
+
+def test_a_snapshot_keeps_the_bodies_of_the_experiments_that_did_not_change():
+    served = {"a": b"A", "b": b"B", "c": b"C"}
+    base = Snapshot(1, served, {}, {name: body.lower() for name, body in served.items()})
+    most = next_snapshot(base, Changed({"a": [], "b": []}, {"new": ["x"]}, {}, 2))
+    assert (most.bodies, most.items) == ({"c": b"C"}, {"c": b"c"})
+    every = next_snapshot(base, Changed({name: [] for name in served}, {}, {}, 3))
+    assert (every.bodies, every.items) == ({}, {})
 
 
 @pytest.fixture
