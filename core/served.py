@@ -23,10 +23,10 @@ from core.schema import Allocation, AllocationReason, ArchivedVariant, Experimen
 from core.splits import LEGACY_REASON, placeholder_body
 
 
-def latest_day(model):
-    """The outer query's experiment's latest effective date in `model`'s table: evaluated
-    once per experiment, one index lookup each (not once per row of the whole history)."""
-    inner = model.alias()
+def latest_day():
+    """The outer query's experiment's latest effective date with a split: evaluated once
+    per experiment, one index lookup each (not once per row of the whole history)."""
+    inner = Allocation.alias()
     return (
         inner.select(fn.MAX(inner.effective_date))
         .where(inner.experiment == Experiment.id)
@@ -35,8 +35,9 @@ def latest_day(model):
 
 
 def on_latest_day(model):
-    """The join condition: `model`'s rows of the outer experiment on its latest day."""
-    return (model.experiment == Experiment.id) & (model.effective_date == latest_day(model))
+    """The join condition: `model`'s rows of the outer experiment on its latest split's day
+    (a reason is the one of the day served, as in core.splits, never an older day's)."""
+    return (model.experiment == Experiment.id) & (model.effective_date == latest_day())
 
 
 def split_rows(version: int):

@@ -6,10 +6,11 @@ import json
 import re
 import sys
 import threading
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from peewee import fn
 
 from api.app import create_app
 from api.cache import Snapshot, next_snapshot
@@ -52,6 +53,18 @@ def test_the_bulk_loader_writes_the_bytes_of_core_splits(db, settings):
         del item["assignment"]
         assert item == json.loads(body)
     assert bodies_since(changed.version).names() == []
+
+
+def test_the_reason_served_is_the_one_of_the_day_served(db, settings):
+    load(("split", DAY, "a", 1000, 10), ("split", DAY, "b", 1000, 30))
+    run_at(NOW, settings)
+    run_at(NOW + timedelta(days=1), settings)
+    latest = AllocationReason.select(fn.MAX(AllocationReason.effective_date)).scalar()
+    AllocationReason.delete().where(AllocationReason.effective_date == latest).execute()
+    AllocationReason.update(explanation="the day before's").execute()
+    body = bodies_since(-1).bodies()["split"]
+    assert body == reference_body("split")  # served as a split published without a reason
+    assert json.loads(body)["explanation"] != "the day before's"
 
 
 def test_a_refresh_after_a_publish_loads_only_what_changed(db, settings):
