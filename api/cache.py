@@ -108,6 +108,15 @@ class Snapshot:
         self.complete.set()
         self.bulk.compress()
 
+    def abandon(self, base: "Snapshot | None") -> None:
+        """The read after the swap failed: GET /allocation serves this snapshot, GET
+        /allocations and GET /assign the one before, whole, until the next refresh reads
+        everything since that one's version again."""
+        self.version = base.version if base is not None else -1
+        if base is not None:
+            self.items, self.bulk, self.assigners = base.items, base.bulk, base.assigners
+        self.complete.set()
+
     def assigner(self, experiment_id: str) -> Assigner | None:
         """Built on the first GET /assign of each experiment (call once complete)."""
         found = self.assigners.get(experiment_id)
@@ -173,7 +182,12 @@ class AllocationCache:
             swapped: list[Snapshot] = []
             with collector_paused():
                 swap = partial(self._swap_in, base, swapped)
-                changed = bodies_since(base.version if base else -1, swap)
+                try:
+                    changed = bodies_since(base.version if base else -1, swap)
+                except Exception:
+                    if swapped:  # the bodies are served; what is read after them failed
+                        swapped[0].abandon(base)
+                    raise
             if base is not None and changed.version <= base.version:
                 self.refreshed_at = time.monotonic()
                 return 0

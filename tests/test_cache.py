@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from peewee import fn
 
 from api.app import create_app
-from api.cache import Snapshot, next_snapshot
-from core.db import database
+from api.cache import AllocationCache, Snapshot, next_snapshot
+from core import served
+from core.db import OperationalError, database
 from core.experiments import find_experiment
 from core.schema import Allocation, AllocationReason, Variant
 from core.served import Changed, bodies_since
@@ -92,6 +93,32 @@ def test_a_snapshot_keeps_the_bodies_of_the_experiments_that_did_not_change():
     assert (most.bodies, most.items) == ({"c": b"C"}, {"c": b"c"})
     every = next_snapshot(base, Changed({name: [] for name in served}, {}, {}, 3))
     assert (every.bodies, every.items) == ({}, {})
+
+
+def test_a_refresh_that_fails_after_its_swap_completes_it_and_is_read_again(
+    db, settings, monkeypatch
+):
+    load(("one", DAY, "a", 1000, 10), ("one", DAY, "b", 1000, 30))
+    run_at(NOW, settings)
+    cache = AllocationCache()
+    cache.refresh()
+    before = cache.snapshot
+    run_at(NOW + timedelta(days=1), settings)
+    real, failures = served.arm_rows, [OperationalError("disk I/O error")]
+
+    def arm_rows(version):
+        if failures:
+            raise failures.pop()
+        return real(version)
+
+    monkeypatch.setattr(served, "arm_rows", arm_rows)
+    with pytest.raises(OperationalError):
+        cache.refresh()
+    assert cache.snapshot.complete.is_set()  # GET /allocations does not wait forever
+    assert cache.snapshot.body("one") == reference_body("one")  # the new split is served
+    assert cache.snapshot.items == before.items  # and the bulk is the previous run, whole
+    assert cache.refresh() == 1  # read again, arms and all
+    assert json.loads(cache.snapshot.items["one"])["date"] == "2025-12-24"
 
 
 @pytest.fixture
