@@ -8,7 +8,9 @@ across them (prometheus-client's multiprocess mode).
 
 The fast path counts with fast_read(path, status): a pre-bound counter child's inc(), or
 nothing when server.metrics is off. Its answers are counted but not timed: they take microseconds,
-before any routing, and timing them would cost more than the counting.
+before any routing, and timing them would cost more than the counting. The POST /data
+fast path (api/fastpost.py) counts and times its answers with answered(), as HttpMetrics
+records those that reach the app.
 """
 
 import os
