@@ -33,6 +33,7 @@ from typing import ClassVar
 import psycopg
 from peewee import Cast, DatabaseError, InterfaceError
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from psycopg.adapt import Loader
 
 from core.db.health import BackupError, DatabaseFault
 from core.settings import redacted
@@ -75,6 +76,35 @@ def sqlstate(exc: BaseException) -> str | None:
         if state:
             return state
     return None
+
+
+class DateText(Loader):
+    """A date as the text SQLite returns for it ("2025-12-22"): raw rows read the same on
+    both engines, and peewee's DateField parses the text as it does SQLite's."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode()
+
+
+class TimestampText(Loader):
+    """A timestamp as sqlite3 stores it, isoformat(" "): PostgreSQL drops trailing zeros
+    of the fraction ("...:00.5"), Python writes six digits ("...:00.500000")."""
+
+    def load(self, data) -> str:
+        text = bytes(data).decode()
+        whole, dot, fraction = text.partition(".")
+        return f"{whole}.{fraction.ljust(6, '0')}" if dot else whole
+
+
+class NumericNumber(Loader):
+    """numeric (SUM of bigint, for one) as SQLite gives it: an int when whole, else a float."""
+
+    def load(self, data):
+        text = bytes(data).decode()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
 
 
 def server_tool(name: str) -> str:
@@ -181,6 +211,9 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             raise
         except psycopg.OperationalError as exc:
             raise DatabaseFault(f"{self.describe()} cannot be reached: {exc}".strip()) from exc
+        for name, loader in (("date", DateText), ("timestamp", TimestampText)):
+            conn.adapters.register_loader(name, loader)
+        conn.adapters.register_loader("numeric", NumericNumber)
         if self.identity is not None:
             with conn.cursor() as cursor:
                 cursor.execute(
@@ -255,7 +288,8 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     def database_now(self) -> datetime:
         """The database server's clock (naive UTC): the one clock every host shares."""
-        return self.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+        text = self.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+        return datetime.fromisoformat(text)
 
     def hold_run(self, run_id: int):
         """A connection of its own holding the run's session lock until closed: the server
