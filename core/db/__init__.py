@@ -200,7 +200,14 @@ def lock_rows(model, pks: list[int]) -> None:
     """Lock these rows until the transaction ends, in key order (PostgreSQL: SELECT ... FOR
     UPDATE; SQLite: nothing to do, the write transaction holds the file's lock)."""
     if pks and database.obj.engine == "postgresql":
-        model.select(model.id).where(model.id.in_(pks)).order_by(model.id).for_update().execute()
+        # In slices of ascending keys: a statement binds at most 65,535 parameters (a bulk
+        # load may add arms to more experiments than that), and the order stays the same.
+        for batch in slices(sorted(pks), LOCK_BATCH):
+            query = model.select(model.id).where(model.id.in_(batch))
+            query.order_by(model.id).for_update().execute()
+
+
+LOCK_BATCH = 10_000  # keys per SELECT ... FOR UPDATE
 
 
 def notify_serving(version: int) -> None:
