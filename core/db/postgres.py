@@ -70,8 +70,10 @@ STORAGE = {
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg error, also inside peewee's wrapper."""
-    for candidate in (exc, exc.args[0] if exc.args else None, exc.__cause__):
+    """The SQLSTATE of a psycopg error, also inside peewee's wrapper (which raises its own
+    error while handling the driver's: the driver's is then its __context__)."""
+    candidates = (exc, exc.args[0] if exc.args else None, exc.__cause__, exc.__context__)
+    for candidate in candidates:
         state = getattr(candidate, "sqlstate", None)
         if state:
             return state
