@@ -211,6 +211,41 @@ class WebProcess(Server):
             return b""
 
 
+class HostChild(Child):
+    """A child on a host of its own: in a new UTS namespace named `host` and a new pid
+    namespace, in which it is pid 1, as a process on another machine would be. It shares
+    only the loopback and the database server's socket with us (unshare needs root)."""
+
+    def __init__(self, host: str, args: list[str], env: dict):
+        script = 'hostname "$0" && exec "$@"'
+        prefix = ["unshare", "--uts", "--pid", "--fork", "--kill-child", "--", "sh", "-c"]
+        super().__init__(args, env, prefix=[*prefix, script, host])
+        self.host = host
+
+    def inner_pid(self) -> int | None:
+        """The process unshare forked (the child itself), as we see it; None once gone."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            return None
+        return int(children[0]) if children else None
+
+    def signal(self, number: int) -> None:
+        """To the child itself: unshare passes no signal on (SIGKILL of unshare kills the
+        child too, by --kill-child)."""
+        inner = wait_for(self.inner_pid, 10, f"the process unshare starts on {self.host}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(inner, number)
+
+    def force_stop(self) -> None:
+        inner = self.inner_pid()
+        if inner is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner, signal.SIGKILL)
+        Child.signal(self, signal.SIGKILL)
+
+
 class Processes:
     """Starts children and guarantees they are gone when the test ends."""
 
@@ -227,13 +262,9 @@ class Processes:
     def start(self, args: list[str], env: dict, prefix: list[str] = ()) -> Child:
         return self._track(Child(args, env, prefix=prefix))
 
-    def on_host(self, host: str, args: list[str], env: dict) -> Child:
-        """A child on a host of its own: a new UTS namespace named `host` and a new pid
-        namespace (in which it is pid 1), as a process on another machine would be; it
-        shares only the loopback and the database's socket with us (needs root)."""
-        script = 'hostname "$0" && exec "$@"'
-        prefix = ["unshare", "--uts", "--pid", "--fork", "--kill-child", "--", "sh", "-c"]
-        return self.start(args, env, prefix=[*prefix, script, host])
+    def on_host(self, host: str, args: list[str], env: dict) -> "HostChild":
+        """A child on a host of its own (HostChild)."""
+        return self._track(HostChild(host, args, env))
 
     def _track(self, child: Child) -> Child:
         self.children.append(child)
