@@ -78,7 +78,9 @@ def fill(directory) -> None:
 
 
 @pytest.mark.processes
-def test_a_full_disk_is_a_503_naming_it_and_writes_resume_when_space_returns(small_disk, procs):
+def test_a_full_disk_under_the_sqlite_file_is_a_503_naming_it_and_writes_resume_when_space_returns(
+    small_disk, procs
+):
     path = small_disk / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", post(0))[0] == 200
@@ -97,7 +99,9 @@ def test_a_full_disk_is_a_503_naming_it_and_writes_resume_when_space_returns(sma
 
 
 @pytest.mark.processes
-def test_an_io_error_is_a_503_naming_it_and_writes_resume_after_it(tmp_path, procs):
+def test_an_io_error_on_the_sqlite_file_is_a_503_naming_it_and_writes_resume_after_it(
+    tmp_path, procs
+):
     path = tmp_path / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", post(0))[0] == 200
@@ -133,7 +137,7 @@ def immutable(tmp_path):
 
 
 @pytest.mark.processes
-def test_a_read_only_database_file_is_a_503_naming_it_and_writes_resume(tmp_path, procs, immutable):
+def test_a_read_only_sqlite_file_is_a_503_naming_it_and_writes_resume(tmp_path, procs, immutable):
     path = tmp_path / "bandit.db"
     first = procs.server(child_env(path))
     assert first.request("POST", "/data", post(0))[0] == 200
@@ -164,7 +168,9 @@ store_rows([MetricRow(f"e{e}", date(2025, 12, 1), v, 100, 5) for e in range(500)
 
 
 @pytest.mark.processes
-def test_a_run_that_meets_a_full_disk_fails_and_its_row_names_the_disk(small_disk, procs):
+def test_a_run_that_meets_a_full_disk_under_the_sqlite_file_fails_and_its_row_names_the_disk(
+    small_disk, procs
+):
     path = small_disk / "bandit.db"
     env = child_env(path)
     assert procs.start(["-c", LOAD], env).wait(60) == 0
