@@ -11,10 +11,13 @@ import subprocess
 
 import pytest
 
-from core.db import OperationalError, write_transaction
+from core.db import OperationalError, database, write_transaction
 from core.db import health as storage_health
+from core.migrations import open_database
 from core.schema import Experiment
+from core.settings import DatabaseSettings
 from tests.helpers import body
+from tests.postgres import require_cluster
 from tests.processes import child_env, query, run_once
 
 
@@ -149,7 +152,8 @@ def test_a_read_only_sqlite_file_is_a_503_naming_it_and_writes_resume(tmp_path, 
     assert_storage_refusal(status, answer, "the database file is read-only")
     assert_degraded(server, "read-only")
     immutable(path, on=False)
-    assert server.request("POST", "/data", post(2))[0] == 200
+    status, answer = server.request("POST", "/data", post(2))
+    assert status == 200, answer
     assert server.request("GET", "/healthz")[1]["status"] == "ok"
     server.signal(signal.SIGTERM)
     server.wait()
@@ -197,3 +201,36 @@ def test_a_full_disk_inside_a_savepoint_keeps_sqlites_words_and_degrades_health(
     with write_transaction():
         Experiment.create(name="fits")
     assert storage_health.problems() == []
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL cluster of this test's own (the session's is shared: it cannot be
+    stopped), with the service's schema in its `postgres` database."""
+    cluster = require_cluster()
+    try:
+        open_database(DatabaseSettings(url=cluster.url()), create=True)
+        database.obj.close_all()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.processes
+def test_the_postgres_server_stopped_under_a_running_web_is_a_503_naming_it_and_writes_resume(
+    own_postgres, procs
+):
+    server = procs.server(child_env(own_postgres.url()))
+    assert server.request("POST", "/data", post(0))[0] == 200
+    own_postgres._run("pg_ctl", "-w", "-D", own_postgres.data, "-m", "fast", "stop")
+    status, answer = server.request("POST", "/data", post(1))
+    assert_storage_refusal(status, answer, "database server")
+    status, health = server.request("GET", "/healthz")
+    assert status == 503 and health["status"] == "error", health
+    assert any("database server was shut down" in r for r in health["reasons"]), health
+    own_postgres.launch()
+    status, answer = server.request("POST", "/data", post(2))
+    assert status == 200, answer
+    assert server.request("GET", "/healthz")[1]["status"] == "ok"
+    assert stored_experiments(own_postgres.url()) == 2
+    assert "unhandled error" not in server.output
