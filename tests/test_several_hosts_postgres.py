@@ -12,6 +12,7 @@ Every wait is bounded, every load is bounded in count and time, all traffic is l
 
 import http.client
 import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -172,11 +173,24 @@ def seeded(procs, env) -> None:
     web.kill()
 
 
+@pytest.fixture(scope="module")
+def hosts():
+    """Namespaces for a host of its own need root (CAP_SYS_ADMIN): without, say so."""
+    made = subprocess.run(
+        ["unshare", "--uts", "--pid", "--fork", "--", "hostname", "probe"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot give a child a host of its own (unshare): {made.stderr.strip()}")
+
+
 def runs(settings) -> list[tuple]:
     return query(settings, "SELECT id, trigger, status, holder, error FROM run ORDER BY id")
 
 
-def test_two_clocks_on_two_hosts_started_together_make_one_run(settings, procs):
+def test_two_clocks_on_two_hosts_started_together_make_one_run(settings, procs, hosts):
     env = child_env(settings)
     seeded(procs, env)
     # A pause in each run's compute keeps the first run going until the other clock has
@@ -208,7 +222,7 @@ def gone(pid: int) -> bool:
 
 
 def test_a_clock_killed_mid_run_is_taken_for_dead_by_a_clock_on_another_host_at_once(
-    settings, procs
+    settings, procs, hosts
 ):
     lease = 600  # a takeover that waited for the lease would time the test out
     env = child_env(settings, BANDIT_SCHEDULE_LEASE_SECONDS=lease)
