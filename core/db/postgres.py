@@ -353,8 +353,10 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     def create_staging_table(self, model) -> None:
         """The table and its primary key only: COPY into it is several times faster than
-        into one with a unique index, which index_staged builds once every row is in."""
-        model._schema.create_table()
+        into one with a unique index, which index_staged builds once every row is in.
+        TEMPORARY as the model says (the schema manager does not read Meta.temporary: a
+        plain CREATE TABLE would be shared by every session, and every concurrent load)."""
+        model._schema.create_table(temporary=model._meta.temporary)
 
     def stage_rows(self, model, rows: list[tuple], skip_repeats: bool = False) -> None:
         """COPY ... FROM STDIN. Every row goes in (the unique indexes come later, with
