@@ -23,12 +23,12 @@ playhouse.db_url does not percent-decode the path.
 
 Running as root (CI, containers): initdb refuses to, so initdb and pg_ctl run as the
 `postgres` user through `runuser -u postgres --`, and the temporary folder is chowned to
-it. Its parent (parent_folder(): $BANDIT_PG_TMPDIR, else /dev/shm with 1 GB free, else
+it. Its parent (parent_folder(): $BANDIT_TEST_PG_TMPDIR, else /dev/shm with 1 GB free, else
 tempfile.gettempdir()) must be traversable by that user; /dev/shm and /tmp are. Root
 connects through the socket whatever its mode. As any other user, initdb and pg_ctl run
 directly, as that user.
 
-The binaries are looked for in: $BANDIT_PG_BIN (when set, only there), `pg_config
+The binaries are looked for in: $BANDIT_TEST_PG_BIN (when set, only there), `pg_config
 --bindir`, the highest /usr/lib/postgresql/<version>/bin (Debian's layout), then PATH.
 
 A postmaster outlives a test process killed with SIGKILL (pg_ctl detaches it): stop() runs
@@ -88,9 +88,9 @@ SETTINGS = {
     "dynamic_shared_memory_type": "mmap",
 }
 NOT_FOUND = (
-    "PostgreSQL server binaries not found (looked in $BANDIT_PG_BIN, pg_config --bindir, "
+    "PostgreSQL server binaries not found (looked in $BANDIT_TEST_PG_BIN, pg_config --bindir, "
     "/usr/lib/postgresql/*/bin, PATH): the PostgreSQL half of the suite is skipped; install "
-    "the postgresql package (Debian: apt-get install postgresql) or set BANDIT_PG_BIN"
+    "the postgresql package (Debian: apt-get install postgresql) or set BANDIT_TEST_PG_BIN"
 )
 TRUE = {"1", "true", "yes", "on"}
 SHM = Path("/dev/shm")
@@ -98,11 +98,11 @@ SHM_NEEDED = 1 << 30  # a cluster is 40 MB, each clone of a small template 8 MB
 
 
 def parent_folder() -> Path:
-    """Where the cluster's folder goes: $BANDIT_PG_TMPDIR, else /dev/shm when it is a
+    """Where the cluster's folder goes: $BANDIT_TEST_PG_TMPDIR, else /dev/shm when it is a
     tmpfs with 1 GB free (clones are 10 times faster there than on this machine's disk;
     a container's default /dev/shm is 64 MB, too small), else tempfile.gettempdir()."""
-    if os.environ.get("BANDIT_PG_TMPDIR"):
-        return Path(os.environ["BANDIT_PG_TMPDIR"])
+    if os.environ.get("BANDIT_TEST_PG_TMPDIR"):
+        return Path(os.environ["BANDIT_TEST_PG_TMPDIR"])
     if SHM.is_dir() and os.access(SHM, os.W_OK) and shutil.disk_usage(SHM).free >= SHM_NEEDED:
         return SHM
     return Path(tempfile.gettempdir())
@@ -114,8 +114,8 @@ def is_bindir(folder: str | Path | None) -> bool:
 
 def find_bindir() -> Path | None:
     """The folder holding initdb and pg_ctl, or None (see the module docstring's order)."""
-    if "BANDIT_PG_BIN" in os.environ:
-        chosen = os.environ["BANDIT_PG_BIN"]
+    if "BANDIT_TEST_PG_BIN" in os.environ:
+        chosen = os.environ["BANDIT_TEST_PG_BIN"]
         return Path(chosen) if is_bindir(chosen) else None
     if shutil.which("pg_config"):
         # pg_config also comes with the client headers alone (libpq-dev): check for initdb.
@@ -137,9 +137,9 @@ def truthy(name: str) -> bool:
 
 
 def postgres_required() -> bool:
-    """Under CI (CI=true, as CI services set it) or BANDIT_REQUIRE_POSTGRES=1, missing
+    """Under CI (CI=true, as CI services set it) or BANDIT_TEST_REQUIRE_POSTGRES=1, missing
     binaries are a failure: .ci/run installs them."""
-    return truthy("CI") or truthy("BANDIT_REQUIRE_POSTGRES")
+    return truthy("CI") or truthy("BANDIT_TEST_REQUIRE_POSTGRES")
 
 
 def require_bindir() -> Path:

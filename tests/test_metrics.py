@@ -14,7 +14,7 @@ from api.app import create_app
 from core.secrets import ApiKeys
 from ingest.__main__ import main as bulk_load
 from tests.helpers import CONTRACT_POST, KEY, NOW, run_at
-from tests.processes import HOST, child_env
+from tests.processes import HOST, child_env, wait_for
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -147,6 +147,14 @@ def test_several_workers_add_up_their_counts(procs, tmp_path, settings):
         port = int(server.wait_for_line(r"running on http://127\.0\.0\.1:(\d+)").group(1))
         server.wait_for_line(r"startup complete(.|\n)*startup complete")
         sent = served_by_both(port, shared)
+        # The last answer's count is written just after it is sent: wait until it is in.
+        wait_for(
+            lambda: (
+                requests(samples(get(port, "/metrics").decode()), "/livez", "GET", "200") == sent
+            ),
+            10,
+            f"{sent} requests counted",
+        )
         scrapes = [samples(get(port, "/metrics").decode()) for _ in range(6)]
     finally:
         server.signal(signal.SIGTERM)  # the parent stops its workers (SIGKILL would orphan them)

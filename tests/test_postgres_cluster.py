@@ -109,7 +109,7 @@ def test_the_server_runs_with_the_test_settings(postgres_cluster):
 @pytest.fixture
 def no_binaries(monkeypatch):
     monkeypatch.setattr(postgres, "find_bindir", lambda: None)
-    for name in ("CI", "BANDIT_REQUIRE_POSTGRES"):
+    for name in ("CI", "BANDIT_TEST_REQUIRE_POSTGRES"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -119,7 +119,7 @@ def test_missing_binaries_are_a_skip_that_says_how_to_install_them(no_binaries):
         postgres.require_cluster()
 
 
-@pytest.mark.parametrize(("name", "value"), [("CI", "true"), ("BANDIT_REQUIRE_POSTGRES", "1")])
+@pytest.mark.parametrize(("name", "value"), [("CI", "true"), ("BANDIT_TEST_REQUIRE_POSTGRES", "1")])
 def test_missing_binaries_are_a_failure_under_ci(no_binaries, name, value):
     no_binaries.setenv(name, value)
     with pytest.raises(pytest.fail.Exception, match="apt-get install postgresql"):
