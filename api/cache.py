@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from api.fastpath import QUERY_PREFIX, Served, etag_of, header, query_key, served
 from core import testhooks
 from core.assign import Assigner
-from core.db import database
+from core.db import ChangeListener, database
 from core.served import Changed, bodies_since
 
 log = logging.getLogger("bandit.cache")
@@ -190,9 +190,16 @@ def collector_paused():
             gc.enable()
 
 
+def fallback_s(interval_s: float) -> float:
+    """How long a PostgreSQL web process waits for a notification before it polls anyway:
+    ten poll intervals, at most 5 s (a notification lost with its connection costs that)."""
+    return max(interval_s, min(10 * interval_s, 5.0))
+
+
 class Refresher(threading.Thread):
-    """Loads the cache at once, then calls refresh() every interval until stopped; logs
-    and retries on errors."""
+    """Loads the cache at once, then refreshes until stopped: every interval on SQLite, on
+    each change notification on PostgreSQL (core.db.ChangeListener); logs and retries on
+    errors."""
 
     def __init__(self, cache: AllocationCache, interval_s: float):
         super().__init__(name="allocation-refresher", daemon=True)
@@ -209,8 +216,14 @@ class Refresher(threading.Thread):
             testhooks.pause("load")
             self.refresh_logged()
             log.info("serving %d experiments", len(self.cache))
-            while not self.stopped.wait(self.interval_s):
-                self.refresh_logged()
+            listener = ChangeListener(self.interval_s, fallback_s(self.interval_s))
+            try:
+                while not self.stopped.is_set():
+                    listener.wait(self.stopped)
+                    if not self.stopped.is_set():
+                        self.refresh_logged()
+            finally:
+                listener.close()
         finally:
             database.close()
 

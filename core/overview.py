@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import fn
 
-from core.db import as_utc
+from core.db import as_utc, position_in
 from core.experiments import PolicyState, load_states
 from core.schema import DailyMetric, Experiment, Run, Variant
 from core.settings import Settings
@@ -43,7 +43,7 @@ def matching(search: str):
     """Experiments whose name contains `search`, ignoring case (no LIKE: ids hold `_`)."""
     query = Experiment.select(Experiment.id, Experiment.name)
     if search:
-        query = query.where(fn.instr(fn.lower(Experiment.name), search.lower()) > 0)
+        query = query.where(position_in(fn.lower(Experiment.name), search.lower()) > 0)
     return query
 
 

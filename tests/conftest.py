@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.db import database
 from core.migrations import open_database
-from core.settings import load_settings
+from core.settings import DatabaseSettings, load_settings
+from scheduler.runs import HELD, release_run
 from tests.postgres import require_cluster
 from tests.processes import Processes
 
@@ -25,14 +26,66 @@ def logging_restored():
         lg.handlers[:], lg.propagate, lg.level = handlers, propagate, level
 
 
+ENGINES = ("sqlite", "postgresql")
+
+
+def engines_of(item_name: str) -> tuple[str, ...]:
+    """The engines a test runs on: both, unless its name (or its module's) says it is
+    about one: "sqlite" in the name runs on SQLite only, "postgres" on PostgreSQL only."""
+    lowered = item_name.lower()
+    if "sqlite" in lowered:
+        return ("sqlite",)
+    if "postgres" in lowered:
+        return ("postgresql",)
+    return ENGINES
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses the database settings (settings, db, client, database_env)
+    runs once per engine, as test_x[sqlite] and test_x[postgresql]."""
+    if "engine" in metafunc.fixturenames:
+        name = f"{metafunc.module.__name__}.{metafunc.function.__name__}"
+        engines = engines_of(name)
+        if metafunc.definition.get_closest_marker("processes") and "postgres" not in name:
+            engines = ("sqlite",)  # the process tests move to both engines next
+        metafunc.parametrize("engine", engines, scope="function")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster):
+    """A migrated database every PostgreSQL test's database is cloned from."""
+
+    def migrated(url: str) -> None:
+        open_database(DatabaseSettings(url=url), create=True)
+        database.obj.close_all()
+
+    return postgres_cluster.create_template("bandit_template", migrated)
+
+
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
-    """Default settings on a fresh temporary SQLite file (never :memory:)."""
+def settings(engine, tmp_path, monkeypatch, request):
+    """Default settings on a fresh database of the test's engine: a temporary SQLite file
+    (never :memory:), or a clone of the migrated PostgreSQL template."""
     for name in [n for n in os.environ if n.startswith("BANDIT_")]:
         monkeypatch.delenv(name)
     base = load_settings({})
-    database_settings = dataclasses.replace(base.database, path=str(tmp_path / "bandit.db"))
-    return dataclasses.replace(base, database=database_settings)
+    if engine == "sqlite":
+        path = str(tmp_path / "bandit.db")
+        chosen = dataclasses.replace(base.database, path=path, url=f"sqlite:///{path}")
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.clone(request.getfixturevalue("postgres_template"))
+        request.addfinalizer(lambda: dropped(cluster, url))
+        chosen = dataclasses.replace(base.database, url=url)
+    return dataclasses.replace(base, database=chosen)
+
+
+def dropped(cluster, url: str) -> None:
+    for run_id in list(HELD):  # runs a test started and never finished
+        release_run(run_id)
+    if database.obj.engine == "postgresql":
+        database.obj.close_all()
+    cluster.drop(url)
 
 
 @pytest.fixture
@@ -51,9 +104,9 @@ def client(settings):
 
 @pytest.fixture
 def database_env(settings, monkeypatch):
-    """The settings, with BANDIT_DATABASE_PATH pointing at their database: for the command
-    line entry points, which read their settings from the environment."""
-    monkeypatch.setenv("BANDIT_DATABASE_PATH", settings.database.path)
+    """The settings, with BANDIT_DATABASE_URL naming their database: for the command line
+    entry points, which read their settings from the environment."""
+    monkeypatch.setenv("BANDIT_DATABASE_URL", settings.database.url)
     return settings
 
 

@@ -33,7 +33,9 @@ def days_in(path: Path) -> dict[int, int]:
     return {(date.fromisoformat(d) - start).days: n for d, n in rows}
 
 
-def test_backup_copies_every_committed_row_into_a_single_checked_file(db, settings, tmp_path):
+def test_sqlite_backup_copies_every_committed_row_into_a_single_checked_file(
+    db, settings, tmp_path
+):
     for day in range(5):
         write_day(day)
     target = backup_database(Path(settings.database.path), tmp_path / "copy.db")
@@ -43,7 +45,7 @@ def test_backup_copies_every_committed_row_into_a_single_checked_file(db, settin
     assert not (tmp_path / "copy.db.partial").exists()
 
 
-def test_backup_refuses_to_overwrite(db, settings, tmp_path):
+def test_sqlite_backup_refuses_to_overwrite(db, settings, tmp_path):
     target = tmp_path / "copy.db"
     target.write_text("precious")
     with pytest.raises(BackupError, match="exists"):

@@ -2,7 +2,6 @@
 
 import copy
 import dataclasses
-import sqlite3
 from datetime import date
 
 import pytest
@@ -11,7 +10,7 @@ from freezegun import freeze_time
 
 from api.app import create_app
 from ingest.validation import date_problem
-from tests.helpers import CONTRACT_POST, body, row_count, stored_counts, variant
+from tests.helpers import CONTRACT_POST, Other, body, row_count, stored_counts, variant
 
 
 def test_contract_post_is_stored(client):
@@ -203,13 +202,12 @@ def test_405_lists_every_method_the_path_serves(client):
 def test_write_lock_held_past_the_busy_timeout_is_a_503_that_stores_nothing(settings):
     quick = dataclasses.replace(settings.database, busy_timeout_ms=50)
     with TestClient(create_app(dataclasses.replace(settings, database=quick))) as client:
-        holder = sqlite3.connect(settings.database.path, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")  # another process's long write, say a bulk load
-        try:
-            response = client.post("/data", json=CONTRACT_POST)
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
+        with Other(settings) as holder:
+            holder.begin_writes_blocked()  # another process's long write, say a bulk load
+            try:
+                response = client.post("/data", json=CONTRACT_POST)
+            finally:
+                holder.rollback()
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert response.json()["error"] == "busy"

@@ -151,7 +151,7 @@ def test_a_wal_file_without_its_database_is_refused_not_started_over(tmp_path):
     assert not path.exists()
 
 
-def test_the_first_start_creates_the_database_and_says_which_file(settings, caplog):
+def test_the_first_start_creates_the_sqlite_file_and_says_which(settings, caplog):
     caplog.set_level("WARNING", logger="bandit.db")
     open_database(settings.database)
     path = os.path.abspath(settings.database.path)
@@ -161,14 +161,14 @@ def test_the_first_start_creates_the_database_and_says_which_file(settings, capl
     database.close()
 
 
-def test_a_write_after_the_file_was_deleted_is_refused_on_an_open_connection(db, settings):
+def test_a_write_after_the_sqlite_file_was_deleted_is_refused_on_an_open_connection(db, settings):
     load(("e", date(2025, 12, 1), "a", 10, 1))
     os.unlink(settings.database.path)
     with pytest.raises(DatabaseFault, match="is missing"), write_transaction():
         pass
 
 
-def test_a_new_connection_never_creates_the_file(settings):
+def test_a_new_connection_never_creates_the_sqlite_file(settings):
     open_database(settings.database)
     os.unlink(settings.database.path)
     with pytest.raises(DatabaseFault, match="is missing"):
@@ -178,7 +178,7 @@ def test_a_new_connection_never_creates_the_file(settings):
         sqlite3.connect(f"file:{settings.database.path}?mode=rw", uri=True)
 
 
-def test_a_run_on_a_file_corrupted_since_start_fails_and_its_row_says_why(settings):
+def test_a_run_on_a_sqlite_file_corrupted_since_start_fails_and_its_row_says_why(settings):
     path = settings.database.path
     open_database(settings.database)
     with database.connection_context():

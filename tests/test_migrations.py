@@ -4,6 +4,7 @@ a fresh database has, and that schema is the one core/schema.py describes."""
 
 import dataclasses
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -11,8 +12,11 @@ import pytest
 from peewee import SqliteDatabase
 
 from core.db import database
+from core.db.postgres import LOCK_CLASS, SCOPES, PostgresDatabase
 from core.migrations import STEPS, current_version, migrate, open_database
 from core.schema import ALL_MODELS, Allocation, AllocationReason, ExperimentPolicy, Run
+from core.settings import DatabaseSettings
+from tests.helpers import Other
 
 SHIPPED = Path(__file__).parent / "shipped_databases"
 LATEST = len(STEPS)
@@ -111,7 +115,7 @@ def test_steps_alone_rebuild_the_database_each_release_made(tmp_path, version):
     assert contents(ours) == contents(theirs)
 
 
-def test_a_database_the_last_release_made_opens_unchanged(tmp_path, settings):
+def test_a_sqlite_database_the_last_release_made_opens_unchanged(tmp_path, settings):
     path = shipped(tmp_path / "old.db", LATEST)
     before = contents(path), schema(path)
     assert (contents(opened(path, settings)), schema(path)) == before
@@ -119,14 +123,16 @@ def test_a_database_the_last_release_made_opens_unchanged(tmp_path, settings):
 
 
 @pytest.mark.parametrize("version", range(1, LATEST))
-def test_a_database_an_older_release_made_upgrades_to_the_fresh_schema(tmp_path, settings, version):
+def test_a_sqlite_database_an_older_release_made_upgrades_to_the_fresh_schema(
+    tmp_path, settings, version
+):
     path = opened(shipped(tmp_path / "old.db", version), settings)
     assert schema(path) == schema(built(tmp_path / "fresh.db"))
     assert contents(path)["schema_version"] == [(n, n) for n in range(1, LATEST + 1)]
 
 
 @pytest.mark.parametrize("version", range(1, LATEST))
-def test_rows_of_an_old_database_survive_the_upgrade(tmp_path, settings, version):
+def test_rows_of_an_old_sqlite_database_survive_the_upgrade(tmp_path, settings, version):
     path = with_rows(built(tmp_path / "old.db", version), version)
     before = contents(path)
     after = contents(opened(path, settings))
@@ -137,7 +143,7 @@ def test_rows_of_an_old_database_survive_the_upgrade(tmp_path, settings, version
     assert schema(path) == schema(built(tmp_path / "fresh.db"))
 
 
-def test_the_upgraded_rows_read_through_the_models(tmp_path, settings):
+def test_the_upgraded_sqlite_rows_read_through_the_models(tmp_path, settings):
     opened(with_rows(built(tmp_path / "old.db", 1), 1), settings)
     with database.connection_context():
         run = Run.get_by_id(1)
@@ -171,7 +177,7 @@ def test_a_step_that_fails_leaves_the_version_before_it(tmp_path, monkeypatch):
     assert (schema(path), contents(path)) == before
 
 
-def test_a_fresh_database_indexes_experiment_only_through_the_unique_indexes(db):
+def test_a_fresh_sqlite_database_indexes_experiment_only_through_the_unique_indexes(db):
     tables = ("allocation", "allocation_reason")
     assert {i.name for table in tables for i in db.get_indexes(table)} == {
         "allocation_experiment_id_effective_date_variant_id",
@@ -182,14 +188,14 @@ def test_a_fresh_database_indexes_experiment_only_through_the_unique_indexes(db)
     }
 
 
-def test_lookups_by_experiment_use_the_unique_index(db):
+def test_sqlite_lookups_by_experiment_use_the_unique_index(db):
     plan = db.execute_sql(
         "EXPLAIN QUERY PLAN SELECT MAX(effective_date) FROM allocation WHERE experiment_id = 1"
     ).fetchall()
     assert "allocation_experiment_id_effective_date_variant_id" in str(plan)
 
 
-def test_opening_an_up_to_date_database_needs_no_write_lock(settings):
+def test_opening_an_up_to_date_sqlite_database_needs_no_write_lock(settings):
     open_database(settings.database)
     database.close()
     quick = dataclasses.replace(settings.database, busy_timeout_ms=100)
@@ -200,3 +206,55 @@ def test_opening_an_up_to_date_database_needs_no_write_lock(settings):
             assert current_version(database) == len(STEPS)
         holder.rollback()
     database.close()
+
+
+def test_a_fresh_postgres_database_has_the_columns_the_models_describe(db):
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        found = {c.name: c.data_type for c in db.get_columns(table)}
+        assert set(found) == {f.column_name for f in model._meta.sorted_fields}, table
+    # SQLite's REAL is a double and its INTEGER 64 bits: the same values here.
+    kinds = {c.name: c.data_type for c in db.get_columns("experiment_policy")}
+    assert kinds["discount"] == "double precision" and kinds["min_impressions"] == "bigint"
+
+
+def test_postgres_processes_starting_on_an_empty_database_migrate_it_once(postgres_cluster):
+    # Two processes opening one empty database at the same moment: the migration lock
+    # makes the second wait and then find nothing to do (without it one crashed on a
+    # duplicate catalog row).
+    url = postgres_cluster.clone("template0")
+    try:
+        results = []
+
+        def start() -> None:
+            engine = PostgresDatabase(None)
+            engine.setup(DatabaseSettings(url=url))
+            with engine.connection_context():
+                results.append(migrate(engine))
+            engine.close_all()
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert results == [LATEST] * 4
+        engine = PostgresDatabase(None)
+        engine.setup(DatabaseSettings(url=url))
+        with engine.connection_context():
+            versions = engine.execute_sql("SELECT version FROM schema_version ORDER BY 1")
+            assert [v for (v,) in versions] == list(range(1, LATEST + 1))
+        engine.close_all()
+    finally:
+        postgres_cluster.drop(url)
+
+
+def test_opening_an_up_to_date_postgres_database_needs_no_migration_lock(settings):
+    with Other(settings) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, SCOPES["migrate"]))
+        quick = dataclasses.replace(settings.database, busy_timeout_ms=100)
+        open_database(quick)
+        with database.connection_context():
+            assert current_version(database) == LATEST
+        holder.rollback()

@@ -66,6 +66,7 @@ def test_livez_answers_without_the_database(client, monkeypatch):
 
 
 def test_readyz_is_ready_with_a_writable_database_and_a_loaded_cache(client):
+    assert client.app.state.cache.loaded.wait(10)  # the first load runs beside the server
     assert client.get("/readyz").json() == {"status": "ready", "problems": []}
 
 

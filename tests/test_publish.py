@@ -1,16 +1,16 @@
 """The publish: rows are staged without the write lock, then replaced in one transaction."""
 
 import sqlite3
-from contextlib import closing
 from datetime import date
 
 import pytest
 
+import core.db as core_db
 from core.schema import Allocation, AllocationReason, Counter, Experiment, Run
 from ingest.metrics import MetricRow, store_rows
 from scheduler import publish
 from scheduler.job import run_job
-from tests.helpers import NOW
+from tests.helpers import NOW, Other
 
 
 def load(clicks: int, experiments: int = 3) -> None:
@@ -39,19 +39,14 @@ def split() -> list[tuple]:
     return list(allocations.tuples()) + list(reasons.tuples())
 
 
-def write_from_another_connection(path: str, name: str) -> None:
+def write_from_another_connection(settings, name: str) -> None:
     """What a POST does: take the write lock and commit; timeout 0, so no waiting."""
-    with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute(
-            "INSERT INTO experiment (name, created_at, version) VALUES (?, '2025-12-22', 0)",
-            (name,),
-        )
-        other.execute("COMMIT")
+    with Other(settings, timeout_s=0) as other:
+        other.write_experiment(name)
 
 
 def temporary_tables(db) -> list[str]:
-    return [row[0] for row in db.execute_sql("SELECT name FROM sqlite_temp_master")]
+    return core_db.temporary_tables()
 
 
 def test_another_connection_commits_a_write_while_rows_are_staged(db, settings, monkeypatch):
@@ -62,7 +57,7 @@ def test_another_connection_commits_a_write_while_rows_are_staged(db, settings, 
     def stage_then_write(results):
         original(results)
         staged_when_written.append(publish.StagedAllocation.select().count())
-        write_from_another_connection(settings.database.path, f"w{len(staged_when_written)}")
+        write_from_another_connection(settings, f"w{len(staged_when_written)}")
 
     monkeypatch.setattr(publish, "STAGE_BATCH", 1)
     monkeypatch.setattr(publish, "stage_batch", stage_then_write)
@@ -73,7 +68,7 @@ def test_another_connection_commits_a_write_while_rows_are_staged(db, settings, 
     assert Allocation.select().where(Allocation.run == summary.run_id).count() == 6
 
 
-def test_the_split_itself_is_written_under_the_write_lock(db, settings, monkeypatch):
+def test_the_split_itself_is_written_under_the_sqlite_write_lock(db, settings, monkeypatch):
     load(clicks=50)
     blocked = []
     original = publish.mark_changed
@@ -81,12 +76,34 @@ def test_the_split_itself_is_written_under_the_write_lock(db, settings, monkeypa
     def write_meanwhile(ids):
         original(ids)
         with pytest.raises(sqlite3.OperationalError, match="locked"):
-            write_from_another_connection(settings.database.path, "meanwhile")
+            write_from_another_connection(settings, "meanwhile")
         blocked.append(True)
 
     monkeypatch.setattr(publish, "mark_changed", write_meanwhile)
     assert run_job(NOW, settings).status == "success"
     assert blocked == [True]
+
+
+def test_on_postgres_a_post_commits_during_the_publish_and_a_checked_write_waits(
+    db, settings, monkeypatch
+):
+    # The publish holds the global lock (a settings change or another publish waits), but
+    # not the one writes of metrics and new experiments need: POST /data never waits on it.
+    load(clicks=50)
+    seen = []
+    original = publish.mark_changed
+
+    def write_meanwhile(ids):
+        original(ids)
+        write_from_another_connection(settings, "meanwhile")
+        with Other(settings, timeout_s=0.05) as other, pytest.raises(Exception, match="lock"):
+            other.take_global_lock()
+        seen.append(True)
+
+    monkeypatch.setattr(publish, "mark_changed", write_meanwhile)
+    assert run_job(NOW, settings).status == "success"
+    assert seen == [True]
+    assert Experiment.select().where(Experiment.name == "meanwhile").exists()
 
 
 def test_a_failure_while_staging_keeps_the_previous_split_whole(db, settings, monkeypatch):
@@ -155,8 +172,8 @@ def test_staging_tables_are_temporary_and_gone_after_the_publish(db, settings, m
 
     def look(results):
         original(results)
-        main = db.execute_sql("SELECT name FROM sqlite_master WHERE name LIKE 'staged%'")
-        seen.append((sorted(temporary_tables(db)), main.fetchall()))
+        lasting = [t for t in db.get_tables() if t.startswith("staged")]
+        seen.append((sorted(temporary_tables(db)), lasting))
 
     monkeypatch.setattr(publish, "stage_batch", look)
     assert run_job(NOW, settings).status == "success"

@@ -4,14 +4,21 @@ import os
 import signal
 import socket
 import threading
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from core.schema import Allocation, Run
 from scheduler import clock
 from scheduler.job import run_job
-from scheduler.runs import ABANDONED, expire_abandoned_runs, renew_lease, renew_until, start_run
+from scheduler.runs import (
+    ABANDONED,
+    expire_abandoned_runs,
+    finish_run,
+    renew_lease,
+    renew_until,
+    start_run,
+)
 from tests.helpers import NOW, allocations, load, load_contract, utc
 
 FIRE = utc(2025, 12, 22, 23, 50)
@@ -37,13 +44,43 @@ def test_a_run_whose_lease_ran_out_is_marked_failed_by_the_next_run(db, settings
     assert dead.finished_at == STAMP  # the next run's now
 
 
-def test_a_run_with_a_live_lease_is_left_running(db):
+def test_a_sqlite_run_with_a_live_lease_is_left_running(db):
+    # On SQLite a lease is judged by the caller's clock, and a row with no known holder
+    # lives until it runs out.
     live = running_row(STAMP + timedelta(seconds=30))
     assert expire_abandoned_runs(NOW) == 0
     assert Run.get_by_id(live.id).status == "running"
 
 
-def test_renewing_moves_the_lease_forward_only_while_running(db):
+def test_a_run_whose_process_is_alive_is_left_running(db):
+    run_id = start_run(NOW, "manual", date(2025, 12, 23), None, 60)
+    assert expire_abandoned_runs(NOW) == 0
+    assert Run.get_by_id(run_id).status == "running"
+    finish_run(run_id, NOW, "success", 0)
+
+
+def test_a_postgres_run_whose_session_lock_is_free_is_abandoned_at_once(db):
+    # No process holds the run's session lock (its connection is gone, on whatever host):
+    # dead, however long its lease still runs.
+    row = running_row(datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1))
+    assert expire_abandoned_runs(NOW) == 1
+    assert (Run.get_by_id(row.id).status, Run.get_by_id(row.id).error) == ("failed", ABANDONED)
+
+
+def test_a_postgres_lease_is_stamped_and_judged_by_the_database_clock(db):
+    # The caller's now (a year off here) moves neither: skew between hosts cannot expire a
+    # live lease, nor keep a dead one.
+    before = datetime.now(UTC).replace(tzinfo=None)
+    run_id = start_run(NOW, "manual", date(2025, 12, 23), None, 60)
+    lease = Run.get_by_id(run_id).lease_until
+    assert before + timedelta(seconds=55) < lease < before + timedelta(seconds=120)
+    assert renew_lease(run_id, 600, NOW)
+    assert Run.get_by_id(run_id).lease_until > lease + timedelta(seconds=500)
+    assert expire_abandoned_runs(NOW + timedelta(days=400)) == 0
+    finish_run(run_id, NOW, "success", 0)
+
+
+def test_renewing_moves_the_sqlite_lease_forward_only_while_running(db):
     row = running_row(STAMP)
     assert renew_lease(row.id, 60, NOW + timedelta(seconds=20))
     assert Run.get_by_id(row.id).lease_until == STAMP + timedelta(seconds=80)
@@ -51,7 +88,7 @@ def test_renewing_moves_the_lease_forward_only_while_running(db):
     assert not renew_lease(row.id, 60, NOW + timedelta(seconds=40))
 
 
-def test_the_lease_thread_renews_relative_to_the_clock_it_is_given(db):
+def test_the_sqlite_lease_thread_renews_relative_to_the_clock_it_is_given(db):
     row = running_row(STAMP)
     stopped = threading.Event()
 
@@ -80,10 +117,17 @@ def test_finished_runs_hold_no_lease(db, settings):
 
 
 @pytest.mark.parametrize("status", ["running", "success"])
-def test_a_scheduled_time_held_or_done_is_not_started_again(db, status):
+def test_a_scheduled_time_held_or_done_is_not_started_again_on_sqlite(db, status):
     row = running_row(STAMP + timedelta(seconds=30), scheduled_for=FIRE.replace(tzinfo=None))
     Run.update(status=status).where(Run.id == row.id).execute()
     assert start_run(NOW, "nightly", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
+
+
+def test_a_scheduled_time_held_by_a_live_run_or_done_is_not_started_again(db):
+    run_id = start_run(NOW, "nightly", date(2025, 12, 23), None, 60, scheduled_for=FIRE)
+    assert start_run(NOW, "catch_up", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
+    finish_run(run_id, NOW, "success", 0)
+    assert start_run(NOW, "catch_up", date(2025, 12, 23), None, 60, scheduled_for=FIRE) is None
 
 
 @pytest.mark.parametrize("status", ["failed", "cancelled"])

@@ -9,10 +9,12 @@ the functions here are what the rest of the code calls, and no other module name
 engine (tests/test_layout.py checks that no other module imports sqlite3 or psycopg).
 """
 
+import contextlib
 import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -119,6 +121,12 @@ def dump_server_database(url: str, partial) -> None:
     dump(url, partial)
 
 
+def position_in(text, part):
+    """SQL expression: where `part` first occurs in `text` (1-based), 0 when it does not:
+    a substring test with no wildcard to escape (instr on SQLite, strpos on PostgreSQL)."""
+    return database.obj.position_in(text, part)
+
+
 def describe() -> str:
     """The database in use, for messages: the file, or the server URL without a password."""
     return database.obj.describe()
@@ -206,6 +214,52 @@ def notify_serving(version: int) -> None:
     commit of the calling transaction (PostgreSQL NOTIFY; SQLite: they poll)."""
     if database.obj.engine == "postgresql":
         database.obj.notify_serving(version)
+
+
+class ChangeListener:
+    """Waits until the cache should refresh: on SQLite, the poll interval; on PostgreSQL,
+    until a NOTIFY on the serving channel (a publish or a new experiment on any host,
+    delivered at its commit), or `fallback_s` without one, on a connection of its own.
+
+    A lost connection is opened again, and a new one refreshes at once: notifications
+    sent while nothing listened are caught up by that refresh ("version > last seen"
+    cannot miss a change).
+    """
+
+    def __init__(self, interval_s: float, fallback_s: float):
+        self.interval_s, self.fallback_s = interval_s, fallback_s
+        self.conn = None
+        self.listening = database.obj.engine == "postgresql"
+
+    def wait(self, stopped) -> None:
+        if not self.listening:
+            stopped.wait(self.interval_s)
+            return
+        try:
+            if self.conn is None:
+                self.conn = database.obj.listener()
+                return  # listening from now on: catch up on what came before
+            deadline = time.monotonic() + self.fallback_s
+            while not stopped.is_set() and (left := deadline - time.monotonic()) > 0:
+                if self.notified(min(left, 1.0)):
+                    return
+        except Exception:  # the driver's error, or the server gone: listen again later
+            logging.getLogger("bandit.db").warning("lost the change listener", exc_info=True)
+            self.close()
+            stopped.wait(min(self.interval_s * 4, self.fallback_s))
+
+    def notified(self, timeout_s: float) -> bool:
+        got = any(True for _ in self.conn.notifies(timeout=timeout_s, stop_after=1))
+        if got:  # several at once: one refresh takes them all
+            for _ in self.conn.notifies(timeout=0.0):
+                pass
+        return got
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
 
 
 def lease_now(now: datetime) -> datetime:

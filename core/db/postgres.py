@@ -31,8 +31,9 @@ from datetime import datetime
 from typing import ClassVar
 
 import psycopg
-from peewee import Cast, DatabaseError, InterfaceError
+from peewee import Cast, DatabaseError, InterfaceError, fn
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from psycopg.adapt import Loader
 
 from core.db.health import BackupError, DatabaseFault
 from core.settings import redacted
@@ -77,6 +78,35 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+class DateText(Loader):
+    """A date as the text SQLite returns for it ("2025-12-22"): raw rows read the same on
+    both engines, and peewee's DateField parses the text as it does SQLite's."""
+
+    def load(self, data) -> str:
+        return bytes(data).decode()
+
+
+class TimestampText(Loader):
+    """A timestamp as sqlite3 stores it, isoformat(" "): PostgreSQL drops trailing zeros
+    of the fraction ("...:00.5"), Python writes six digits ("...:00.500000")."""
+
+    def load(self, data) -> str:
+        text = bytes(data).decode()
+        whole, dot, fraction = text.partition(".")
+        return f"{whole}.{fraction.ljust(6, '0')}" if dot else whole
+
+
+class NumericNumber(Loader):
+    """numeric (SUM of bigint, for one) as SQLite gives it: an int when whole, else a float."""
+
+    def load(self, data):
+        text = bytes(data).decode()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+
+
 def server_tool(name: str) -> str:
     """A PostgreSQL client program (pg_dump, pg_restore): on PATH, else the newest Debian
     server's bin folder."""
@@ -111,6 +141,11 @@ def dump_server_database(url: str, partial) -> None:
         raise BackupError("the dump holds no table data: is this the service's database?")
 
 
+def options_of(settings) -> str:
+    """Session settings of every connection: lock waits bounded as SQLite's busy timeout."""
+    return f"-c lock_timeout={int(settings.busy_timeout_ms)} -c TimeZone=UTC"
+
+
 class PostgresDatabase(PooledPostgresqlDatabase):
     engine = "postgresql"
     dialect = "postgresql"
@@ -120,22 +155,29 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         "INT": "BIGINT",
     }
     url: str | None = None
+    options: str | None = None
     identity: tuple | None = None
     path = None  # no file: nothing to pin by inode
 
     def setup(self, settings, create: bool = False) -> None:
+        if (
+            self.database is not None
+            and self.url == settings.url
+            and self.options == options_of(settings)
+        ):
+            return  # the same database again (a second open in one process): keep the pool
         if self.database is not None:
             self.close_all()  # pooled connections belong to the database they were made for
+        self.options = options_of(settings)
         self.url = settings.url
         self.identity = None
-        options = f"-c lock_timeout={int(settings.busy_timeout_ms)} -c TimeZone=UTC"
         self.init(
             settings.url,
             prefer_psycopg3=True,
             max_connections=POOL_SIZE,
             timeout=POOL_WAIT_S,
             stale_timeout=600,
-            options=options,
+            options=self.options,
             application_name=f"bandit-api {socket.gethostname()}:{os.getpid()}",
         )
 
@@ -181,6 +223,9 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             raise
         except psycopg.OperationalError as exc:
             raise DatabaseFault(f"{self.describe()} cannot be reached: {exc}".strip()) from exc
+        for name, loader in (("date", DateText), ("timestamp", TimestampText)):
+            conn.adapters.register_loader(name, loader)
+        conn.adapters.register_loader("numeric", NumericNumber)
         if self.identity is not None:
             with conn.cursor() as cursor:
                 cursor.execute(
@@ -217,6 +262,9 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         """For this thread's next write transaction (a session setting would stay with the
         pooled connection and its next user)."""
         self.local.lock_wait_ms = milliseconds
+
+    def position_in(self, text, part):
+        return fn.strpos(text, Cast(part, "text"))
 
     def days_between(self, later, earlier):
         return Cast(later, "date") - earlier
@@ -255,7 +303,8 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     def database_now(self) -> datetime:
         """The database server's clock (naive UTC): the one clock every host shares."""
-        return self.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+        text = self.execute_sql("SELECT now() AT TIME ZONE 'UTC'").fetchone()[0]
+        return datetime.fromisoformat(text)
 
     def hold_run(self, run_id: int):
         """A connection of its own holding the run's session lock until closed: the server

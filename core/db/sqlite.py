@@ -104,6 +104,9 @@ class PinnedDatabase(SqliteDatabase):
         """How long this connection's writes wait for the lock from now on."""
         self.execute_sql(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
+    def position_in(self, text, part):
+        return fn.instr(text, part)
+
     def days_between(self, later, earlier):
         return fn.julianday(later) - fn.julianday(earlier)
 
