@@ -5,8 +5,9 @@ A refresh reads what changed since the snapshot's version (core.served: one cons
 read transaction, so one run's publish is all in or all out) and builds the next snapshot
 beside the current one, without holding any lock readers or writers wait on; only the
 compare-and-swap of the reference is locked. A request reads `cache.snapshot` once, so it
-never sees two runs mixed across experiments. Only the bodies are on the path from a
-publish to GET /allocation; the bulk payload follows from the same snapshot. The
+never sees two runs mixed across experiments. Only the bodies' rows are on the path from a
+publish to GET /allocation: the swap happens inside the read transaction once they are
+read; the arms, the bulk payload and the rest follow from the same snapshot. The
 refresher thread polls every refresh_ms, and the first load runs there too, so the port is
 bound and /healthz answers while it runs.
 """
@@ -18,6 +19,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 
 from api.fastpath import QUERY_PREFIX, Served, etag_of, header, query_key, served
 from core import testhooks
@@ -106,6 +108,15 @@ class Snapshot:
         self.complete.set()
         self.bulk.compress()
 
+    def abandon(self, base: "Snapshot | None") -> None:
+        """The read after the swap failed: GET /allocation serves this snapshot, GET
+        /allocations and GET /assign the one before, whole, until the next refresh reads
+        everything since that one's version again."""
+        self.version = base.version if base is not None else -1
+        if base is not None:
+            self.items, self.bulk, self.assigners = base.items, base.bulk, base.assigners
+        self.complete.set()
+
     def assigner(self, experiment_id: str) -> Assigner | None:
         """Built on the first GET /assign of each experiment (call once complete)."""
         found = self.assigners.get(experiment_id)
@@ -127,11 +138,18 @@ def next_snapshot(base: Snapshot | None, changed: Changed) -> Snapshot:
             by_query.pop(query_key(name), None)
             items.pop(name, None)
     else:  # most changed: keep the few that did not
-        gone = set(names)
-        bodies = {n: b for n, b in base.bodies.items() if n not in gone}
-        items = {n: i for n, i in base.items.items() if n not in gone}
+        bodies, items = unchanged(base.bodies, changed), unchanged(base.items, changed)
         by_query = {}
     return Snapshot(changed.version, bodies, by_query, items, changed)
+
+
+def unchanged(served: dict, changed: Changed) -> dict:
+    """The entries of `served` whose experiment did not change: none after a publish for
+    every experiment, found with set operations on the keys rather than one by one."""
+    if served.keys() <= changed.splits.keys():
+        return {}
+    names = served.keys() - changed.splits.keys() - changed.placeholders.keys()
+    return {name: served[name] for name in names}
 
 
 class AllocationCache:
@@ -161,20 +179,38 @@ class AllocationCache:
             base = self.snapshot
             if base is not None:
                 base.complete.wait()  # a concurrent refresh may still be finishing it
+            swapped: list[Snapshot] = []
             with collector_paused():
-                changed = bodies_since(base.version if base else -1)
-                if base is not None and changed.version <= base.version:
-                    self.refreshed_at = time.monotonic()
-                    return 0
-                new = next_snapshot(base, changed)
-            with self._swap:
-                if self.snapshot is base:  # else another refresh swapped first: redo
-                    self.snapshot = new
-                    break
+                swap = partial(self._swap_in, base, swapped)
+                try:
+                    changed = bodies_since(base.version if base else -1, swap)
+                except Exception:
+                    if swapped:  # the bodies are served; what is read after them failed
+                        swapped[0].abandon(base)
+                    raise
+            if base is not None and changed.version <= base.version:
+                self.refreshed_at = time.monotonic()
+                return 0
+            if swapped:  # else another refresh swapped first: redo
+                break
+        swapped[0].finish()
+        return len(changed.names())
+
+    def _swap_in(self, base: Snapshot | None, swapped: list, changed: Changed) -> bool:
+        """Swap in the snapshot after `base` (called as soon as the bodies' rows are
+        read, before the rest); False when there is nothing new or another refresh
+        swapped first."""
+        if base is not None and changed.version <= base.version:
+            return False
+        new = next_snapshot(base, changed)
+        with self._swap:
+            if self.snapshot is not base:
+                return False
+            self.snapshot = new
+        swapped.append(new)
         self.refreshed_at = time.monotonic()
         self.loaded.set()
-        new.finish()
-        return len(changed.names())
+        return True
 
 
 @contextmanager

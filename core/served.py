@@ -1,5 +1,7 @@
 """What the web processes serve: every changed experiment's GET /allocation body, read in
-three queries from one snapshot and encoded without a model or a dict per row.
+two queries from one snapshot (a third when some experiment has no split yet) and encoded
+without a model or a dict per row; the arms, which only GET /allocations needs, are read
+in the same snapshot after the cache has swapped the bodies in.
 
 A publish of 200,000 experiments must reach the cache within about a second, so this path
 reads raw rows (peewee builds the SQL; the driver's values are used as they come, with no
@@ -10,6 +12,7 @@ need no escaping, but every string goes through the json module's own escaper an
 
 from itertools import groupby
 from json.encoder import encode_basestring_ascii as quoted
+from operator import itemgetter
 
 from peewee import JOIN, fn
 
@@ -20,10 +23,10 @@ from core.schema import Allocation, AllocationReason, ArchivedVariant, Experimen
 from core.splits import LEGACY_REASON, placeholder_body
 
 
-def latest_day(model):
-    """The outer query's experiment's latest effective date in `model`'s table: evaluated
-    once per experiment, one index lookup each (not once per row of the whole history)."""
-    inner = model.alias()
+def latest_day():
+    """The outer query's experiment's latest effective date with a split: evaluated once
+    per experiment, one index lookup each (not once per row of the whole history)."""
+    inner = Allocation.alias()
     return (
         inner.select(fn.MAX(inner.effective_date))
         .where(inner.experiment == Experiment.id)
@@ -32,13 +35,15 @@ def latest_day(model):
 
 
 def on_latest_day(model):
-    """The join condition: `model`'s rows of the outer experiment on its latest day."""
-    return (model.experiment == Experiment.id) & (model.effective_date == latest_day(model))
+    """The join condition: `model`'s rows of the outer experiment on its latest split's day
+    (a reason is the one of the day served, as in core.splits, never an older day's)."""
+    return (model.experiment == Experiment.id) & (model.effective_date == latest_day())
 
 
 def split_rows(version: int):
     """(experiment pk, name, day, variant, percentage, probability, run, published) of
-    each changed experiment's latest day, in split order."""
+    each changed experiment's latest day, in split order; one row of NULLs after the name
+    for an experiment without a split."""
     published = fn.COALESCE(Run.finished_at, Allocation.created_at)
     return (
         Experiment.select(
@@ -51,12 +56,13 @@ def split_rows(version: int):
             Allocation.run,
             published,
         )
-        # CROSS JOIN: SQLite keeps experiment as the outer loop, so the history of
-        # allocation rows is never scanned (an inner join let it pick the other order).
-        .join(Allocation, JOIN.CROSS)
-        .join(Variant, on=(Allocation.variant == Variant.id))
+        # LEFT JOIN: SQLite keeps experiment as the outer loop, so the history of
+        # allocation rows is never scanned (an inner join let it pick the other order),
+        # and an experiment with no split yet shows, without a query of its own.
+        .join(Allocation, JOIN.LEFT_OUTER, on=on_latest_day(Allocation))
+        .join(Variant, JOIN.LEFT_OUTER, on=(Allocation.variant == Variant.id))
         .join(Run, JOIN.LEFT_OUTER, on=(Allocation.run == Run.id))
-        .where(on_latest_day(Allocation) & (Experiment.version > version))
+        .where(Experiment.version > version)
         .order_by(Experiment.id, Allocation.variant)
     )
 
@@ -154,10 +160,10 @@ class Changed:
     the cache encodes the rest, and the GET /allocations items, right after its swap
     (without the database: everything was read here)."""
 
-    def __init__(self, splits: dict, placeholders: dict, reasons: dict, arms: dict, version):
+    def __init__(self, splits: dict, placeholders: dict, reasons: dict, version):
         self.splits = splits  # experiment -> its latest day's rows (split_rows)
         self.placeholders = placeholders  # experiment -> active variants (no split yet)
-        self.arms = arms  # experiment -> every arm, in the order they joined
+        self.arms: dict[str, list[str]] = {}  # experiment -> every arm, in joining order
         self.encoder = Encoder(reasons)
         self.version = version
 
@@ -188,24 +194,37 @@ class Changed:
         return items
 
 
-def grouped(rows) -> dict[str, list]:
-    """Rows of (pk, name, ...) or (name, ...) by experiment name, in order."""
-    return {key: list(group) for key, group in groupby(rows, key=lambda row: row[0])}
+def split_groups(rows) -> tuple[dict[str, list], bool]:
+    """split_rows by experiment name, and whether some experiment had no split."""
+    splits, unsplit = {}, False
+    for _, group in groupby(rows, key=itemgetter(0)):
+        found = list(group)
+        if found[0][2] is None:
+            unsplit = True
+        else:
+            splits[found[0][1]] = found
+    return splits, unsplit
 
 
-def bodies_since(version: int) -> Changed:
+def bodies_since(version: int, swap=None) -> Changed:
     """Every experiment whose split changed after `version`, and the newest version among
-    them, from one consistent snapshot."""
+    them, from one consistent snapshot. The bodies' rows are read first; swap(changed),
+    if given, is called with them inside the snapshot, and the arms (which only the
+    GET /allocations items need) are read after it, unless it returns False."""
     with read_transaction():
         newest = latest_version()
-        if newest <= version:
-            return Changed({}, {}, {}, {}, version)
-        reasons = {pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))}
-        splits = {rows[0][1]: rows for rows in grouped(raw(split_rows(version))).values()}
-        placeholders = variants_by_name(placeholder_rows(version))
-        arms = variants_by_name(arm_rows(version))
-    return Changed(splits, placeholders, reasons, arms, newest)
+        changed = bodies_read(version, newest) if newest > version else Changed({}, {}, {}, version)
+        if swap is None or swap(changed) is not False:
+            changed.arms = variants_by_name(arm_rows(version))
+    return changed
+
+
+def bodies_read(version: int, newest: int) -> Changed:
+    reasons = {pk: (r, e, b) for pk, r, e, b in raw(reason_rows(version))}
+    splits, unsplit = split_groups(raw(split_rows(version)))
+    placeholders = variants_by_name(placeholder_rows(version)) if unsplit else {}
+    return Changed(splits, placeholders, reasons, newest)
 
 
 def variants_by_name(query) -> dict[str, list[str]]:
-    return {name: [v for _, v in rows] for name, rows in grouped(raw(query)).items()}
+    return {name: [v for _, v in rows] for name, rows in groupby(raw(query), key=itemgetter(0))}

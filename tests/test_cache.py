@@ -6,16 +6,19 @@ import json
 import re
 import sys
 import threading
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from peewee import fn
 
 from api.app import create_app
-from core.db import database
+from api.cache import AllocationCache, Snapshot, next_snapshot
+from core import served
+from core.db import OperationalError, database
 from core.experiments import find_experiment
 from core.schema import Allocation, AllocationReason, Variant
-from core.served import bodies_since
+from core.served import Changed, bodies_since
 from core.splits import computed_body, placeholder_body, reason_on, rows_on
 from tests.helpers import CONTRACT_POST, NOW, load, run_at
 from tests.processes import child_env
@@ -53,12 +56,69 @@ def test_the_bulk_loader_writes_the_bytes_of_core_splits(db, settings):
     assert bodies_since(changed.version).names() == []
 
 
+def test_the_reason_served_is_the_one_of_the_day_served(db, settings):
+    load(("split", DAY, "a", 1000, 10), ("split", DAY, "b", 1000, 30))
+    run_at(NOW, settings)
+    run_at(NOW + timedelta(days=1), settings)
+    latest = AllocationReason.select(fn.MAX(AllocationReason.effective_date)).scalar()
+    AllocationReason.delete().where(AllocationReason.effective_date == latest).execute()
+    AllocationReason.update(explanation="the day before's").execute()
+    body = bodies_since(-1).bodies()["split"]
+    assert body == reference_body("split")  # served as a split published without a reason
+    assert json.loads(body)["explanation"] != "the day before's"
+
+
 def test_a_refresh_after_a_publish_loads_only_what_changed(db, settings):
     load(("one", DAY, "a", 10, 1), ("two", DAY, "a", 10, 1))
     version = bodies_since(-1).version
     run_at(NOW, settings, trigger="manual", experiment_id="two")
     changed = bodies_since(version)
     assert changed.names() == ["two"] and changed.version > version
+
+
+def test_the_swap_is_called_with_the_bodies_before_the_arms_are_read(db, settings):
+    load(("one", DAY, "a", 10, 1), ("one", DAY, "b", 10, 2), ("new", DAY, "x", 10, 1))
+    run_at(NOW, settings, trigger="manual", experiment_id="one")
+    seen = []
+    changed = bodies_since(-1, lambda c: seen.append((c.bodies(), dict(c.arms))))
+    assert seen == [({"one": reference_body("one"), "new": reference_body("new")}, {})]
+    assert changed.arms == {"one": ["a", "b"], "new": ["x"]}
+    assert bodies_since(-1, lambda c: False).arms == {}  # nothing swapped: no items needed
+
+
+def test_a_snapshot_keeps_the_bodies_of_the_experiments_that_did_not_change():
+    served = {"a": b"A", "b": b"B", "c": b"C"}
+    base = Snapshot(1, served, {}, {name: body.lower() for name, body in served.items()})
+    most = next_snapshot(base, Changed({"a": [], "b": []}, {"new": ["x"]}, {}, 2))
+    assert (most.bodies, most.items) == ({"c": b"C"}, {"c": b"c"})
+    every = next_snapshot(base, Changed({name: [] for name in served}, {}, {}, 3))
+    assert (every.bodies, every.items) == ({}, {})
+
+
+def test_a_refresh_that_fails_after_its_swap_completes_it_and_is_read_again(
+    db, settings, monkeypatch
+):
+    load(("one", DAY, "a", 1000, 10), ("one", DAY, "b", 1000, 30))
+    run_at(NOW, settings)
+    cache = AllocationCache()
+    cache.refresh()
+    before = cache.snapshot
+    run_at(NOW + timedelta(days=1), settings)
+    real, failures = served.arm_rows, [OperationalError("disk I/O error")]
+
+    def arm_rows(version):
+        if failures:
+            raise failures.pop()
+        return real(version)
+
+    monkeypatch.setattr(served, "arm_rows", arm_rows)
+    with pytest.raises(OperationalError):
+        cache.refresh()
+    assert cache.snapshot.complete.is_set()  # GET /allocations does not wait forever
+    assert cache.snapshot.body("one") == reference_body("one")  # the new split is served
+    assert cache.snapshot.items == before.items  # and the bulk is the previous run, whole
+    assert cache.refresh() == 1  # read again, arms and all
+    assert json.loads(cache.snapshot.items["one"])["date"] == "2025-12-24"
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.schema import Run
+from scheduler import clock
 from scheduler.clock import (
     build_scheduler,
     catch_up,
@@ -18,6 +19,7 @@ from scheduler.clock import (
 )
 from tests.helpers import load_contract as seed_data
 from tests.helpers import utc
+from tests.processes import wait_for
 
 UTC_ZONE = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -195,3 +197,30 @@ def test_a_catch_up_that_outlasts_the_next_scheduled_time_is_followed_by_that_ru
         datetime(2025, 12, 23, 23, 49),
         datetime(2025, 12, 23, 23, 51),
     ]
+
+
+def test_the_running_clock_runs_a_time_it_let_pass_without_a_restart(db, settings, monkeypatch):
+    """The clock's own scheduler, started as run_clock starts it, on the real wall clock:
+    its clock reads just before FIRE when it starts, the cron job lets FIRE pass (removed,
+    as a process paused through it would), and the periodic check (every CHECK_EVERY_S,
+    shortened) runs that time while the clock keeps running."""
+    seed_data()
+    shift = FIRE - timedelta(seconds=0.3) - datetime.now(UTC)
+    monkeypatch.setattr(clock, "real_now", lambda: datetime.now(UTC) + shift)
+    monkeypatch.setattr(clock, "CHECK_EVERY_S", 0.2)
+    scheduler = build_scheduler(settings)
+    scheduler.remove_job("nightly")
+    scheduler.start()
+    try:
+        run = wait_for(caught_up, timeout=30, what="the periodic check's run")
+        assert scheduler.running
+    finally:
+        scheduler.shutdown(wait=True)
+    assert (run.trigger, run.status, run.scheduled_for) == ("catch_up", "success", naive(FIRE))
+    assert run.started_at >= naive(FIRE)  # after FIRE passed, and the clock started before it
+    assert Run.select().count() == 1  # once: the next checks found the time's row
+
+
+def caught_up() -> Run | None:
+    run = latest_run()
+    return run if run is not None and run.status != "running" else None
