@@ -10,6 +10,7 @@ from api.cache import AllocationCache, Refresher
 from api.errors import install_error_handlers
 from api.experiments import router as experiments_router
 from api.fastpath import AllocationApp
+from api.fastpost import FastPost
 from api.logs import RequestId
 from api.middleware import AccessPolicy, LimitBodySize, RequireApiKey
 from api.openapi import install_openapi
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
     app.add_middleware(RequireApiKey, policy=app.state.access)
     install_observability(app)
     install_openapi(app)
+    app.fast_post = FastPost(app)
     return app

@@ -28,6 +28,7 @@ from api.middleware import authorized
 ALLOCATION_PATH = "/allocation"
 BULK_PATH = "/allocations"
 ASSIGN_PATH = "/assign"
+POST_PATH = "/data"
 FAST_PATHS = (ALLOCATION_PATH, BULK_PATH, ASSIGN_PATH)
 MAX_UNIT_LENGTH = 256
 QUERY_PREFIX = b"experiment_id="
@@ -131,7 +132,12 @@ async def send_response(send, status: int, headers: list, body: bytes) -> None:
 
 
 class AllocationApp(FastAPI):
-    """FastAPI with the cache's plain reads answered before routing when possible."""
+    """FastAPI with the cache's plain reads, and plain writes of a day of metrics
+    (api/fastpost.py), answered before routing when possible."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fast_post = None  # api/fastpost.py's FastPost, installed by create_app
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in READ_METHODS:
@@ -139,6 +145,11 @@ class AllocationApp(FastAPI):
             if answer is not None:
                 metrics.fast_read(scope["path"], answer[0])
                 await send_response(send, *answer)
+                return
+        elif self.fast_post and scope["type"] == "http" and scope["path"] == POST_PATH:
+            # None: answered; else the receive FastAPI reads the body (if read) from.
+            receive = await self.fast_post.answer(scope, receive, send)
+            if receive is None:
                 return
         await super().__call__(scope, receive, send)
 

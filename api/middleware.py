@@ -44,6 +44,12 @@ def bearer_token(header_value: bytes | str | None) -> bytes | None:
     return token
 
 
+def key_name(header_value: bytes | str | None, keys: ApiKeys) -> str | None:
+    """The name of the configured key the header carries, or None."""
+    token = bearer_token(header_value)
+    return keys.name_of(token) if token is not None else None
+
+
 def authorized(header_value: bytes | str | None, keys: ApiKeys) -> bool:
     """True when access control is off (no keys) or the header carries a configured key."""
     if not keys:
@@ -94,8 +100,7 @@ class RequireApiKey:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self.policy.needs_key(scope["method"], scope["path"]):
             value = Headers(scope=scope).get("authorization")
-            token = bearer_token(value)
-            name = self.policy.keys.name_of(token) if token is not None else None
+            name = key_name(value, self.policy.keys)
             if name is None:
                 response = error_response(
                     "unauthorized",

@@ -1,7 +1,6 @@
 """HTTP routes, grouped by resource. Handlers translate between HTTP and core / ingest /
 scheduler.job: they open connections and transactions, and hold no SQL of their own."""
 
-import asyncio
 from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -9,8 +8,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api import metrics as metrics_
 from api.errors import invalid
+from api.fastpost import store_day
 from api.recompute import LONG_RUN, launch, recompute_finished
 from api.schemas import (
     AllocationOut,
@@ -35,7 +34,6 @@ from core.experiments import find_experiment
 from core.runs_view import find_run, latest_scheduled_run, run_problems
 from core.settings import API_KEYS_VARIABLE
 from core.splits import allocation_on, allocation_series
-from ingest.metrics import queue_rows, rows_of
 from ingest.validation import DailyMetrics, date_problem, iso_date
 from scheduler.runs import last_scheduled_success
 
@@ -62,19 +60,8 @@ async def post_data(request: Request, metrics: DailyMetrics) -> StoredOut:
     problem = date_problem(metrics.date, today(request))
     if problem:
         raise invalid("date", problem)
-    # The writer thread stores it (sharing commits under load): no worker thread, no
-    # connection per request.
-    cap = request.app.state.settings.sampling.max_active_arms
-    result = await asyncio.wrap_future(queue_rows(rows_of(metrics), cap))
-    metrics_.count_posted(result.rows)
-    if result.new_experiments or result.new_variants:
-        await run_in_threadpool(request.app.state.cache.refresh)
-    return StoredOut(
-        experiment_id=metrics.experiment_id,
-        date=metrics.date,
-        variants_stored=result.rows,
-        new_variants=[v for _, v in result.new_variants],
-    )
+    # A plain request is answered before FastAPI (api/fastpost.py), stored the same way.
+    return await store_day(request.app, metrics)
 
 
 # --- allocations ---------------------------------------------------------------------

@@ -5,9 +5,19 @@
 
 POST /data: 1,000 experiments with two variants each exist; every request reposts one
 experiment's day (an upsert of two rows) to `python -m api` (one process, as the Procfile
-starts it). Baseline: the same upserts with Python's own sqlite3 module, one transaction
-each, one after another in one process, on the same database file and the same SQLite
-settings (WAL, synchronous=FULL by default). Both report transactions (requests) per second.
+starts it), with --connections (16) connections. Three baselines, measured in the same
+rounds, alternately with the service:
+
+- plain upserts with Python's own sqlite3 module, one `BEGIN IMMEDIATE` ... `COMMIT` per
+  two-row upsert, on the same database file and the same SQLite settings (WAL,
+  synchronous=FULL by default): one after another in one process, and from --connections
+  processes at once, each with its own connection (what one transaction per request
+  does with that many clients);
+- a bare ASGI app on the same uvicorn + httptools + uvloop that reads and parses the same
+  bodies (bench/bare_app.py post_app), with the same load generator.
+
+Each round also times os.fsync after a 4 KiB write to a file in the database's folder,
+so the reader sees what one commit's sync costs on this disk at that moment.
 
 Bulk: a CSV of about --rows rows loaded by `python -m ingest` into an empty database
 (process wall time, from start to exit, so interpreter start and imports count against
@@ -20,11 +30,13 @@ gives its median rows/s.
 
 import argparse
 import json
+import multiprocessing
 import os
+import sqlite3
 import statistics
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,6 +48,7 @@ from bench.common import (
     metric_rows,
     table,
     use_database,
+    uvicorn_server,
     web_server,
     workdir,
     write_csv,
@@ -85,52 +98,189 @@ UPSERT = (
 )
 
 
-def stdlib_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float) -> float:
-    """Python's own sqlite3, one transaction per two-row upsert, on the service's SQLite
-    settings (WAL, its synchronous level), as fast as one thread can go."""
-    import sqlite3
+def stored_now() -> str:
+    """The time as the service stores updated_at (to the microsecond). A repost that
+    leaves a row byte for byte as it was makes SQLite write nothing, and its COMMIT
+    skips the sync: with the time to the second, most of these upserts were such no-ops
+    (100,704 transactions/s before 2026-12-01)."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
 
-    from core.settings import load_settings
 
-    settings = load_settings().database
+def stdlib_connection(db_path: Path, settings) -> sqlite3.Connection:
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={settings.synchronous}")
     conn.execute(f"PRAGMA busy_timeout={settings.busy_timeout_ms}")
-    done, stop_at = 0, time.perf_counter() + seconds
-    started = time.perf_counter()
+    return conn
+
+
+def stdlib_upserts(db_path: Path, pairs: list[tuple], seconds: float, start: int = 0):
+    """Python's own sqlite3, one transaction per two-row upsert, on the service's SQLite
+    settings (WAL, its synchronous level), as fast as one connection can go: how many
+    committed, and how many gave up on the lock after busy_timeout_ms."""
+    from core.settings import load_settings
+
+    conn = stdlib_connection(db_path, load_settings().database)
+    done = busy = 0
+    stop_at = time.perf_counter() + seconds
     while time.perf_counter() < stop_at:
-        i = (done * 2) % len(pairs)
-        now = time.strftime("%Y-%m-%d %H:%M:%S")
+        i = (start + done * 2) % len(pairs)
+        now = stored_now()  # as the service stores it, so no upsert is a no-op
         rows = [(e, v, DAY.isoformat(), 1000, done % 50, now) for e, v in pairs[i : i + 2]]
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # database is locked: a client would get a 503
+            busy += 1
+            continue
         conn.executemany(UPSERT, rows)
         conn.execute("COMMIT")
         done += 1
-    elapsed = time.perf_counter() - started
     conn.close()
-    return done / elapsed
+    return done, busy
+
+
+def stdlib_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float) -> float:
+    started = time.perf_counter()
+    done, _ = stdlib_upserts(db_path, pairs, seconds)
+    return done / (time.perf_counter() - started)
+
+
+def concurrent_writer(db_path, pairs, seconds, start, go, counts) -> None:
+    go.wait()
+    try:
+        counts.put(stdlib_upserts(db_path, pairs, seconds, start))
+    except BaseException:
+        counts.put((0, 0))
+        raise
+
+
+def concurrent_upserts_per_s(db_path: Path, pairs: list[tuple], seconds: float, n: int):
+    """The same upserts from n processes at once, each its own connection to the file:
+    (committed per second, transactions that gave up on the lock)."""
+    context = multiprocessing.get_context("fork")
+    go, counts = context.Event(), context.Queue()
+    workers = [
+        context.Process(target=concurrent_writer, args=(db_path, pairs, seconds, k * 2, go, counts))
+        for k in range(n)
+    ]
+    for worker in workers:
+        worker.start()
+    started = time.perf_counter()
+    go.set()
+    found = [counts.get(timeout=seconds + 60) for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    return sum(done for done, _ in found) / elapsed, sum(busy for _, busy in found)
+
+
+def fsync_us(folder: Path, count: int = 500) -> tuple[float, float]:
+    """Median and p99 of os.fsync after a 4 KiB write, in microseconds."""
+    path, times = folder / "fsync.probe", []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for i in range(count):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - started) * 1e6)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99)]
+
+
+def loaded(name: str) -> None:
+    print(f"{name}: load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+
+
+def post_round(args, tmp: Path, db_path: Path, pairs, requests) -> dict:
+    """One round, each measurement after the other: the figures of one moment."""
+    found = {}
+    loaded("fsync")
+    found["fsync"] = fsync_us(tmp)
+    loaded("sqlite3, 1 connection")
+    found["sequential"] = stdlib_upserts_per_s(db_path, pairs, args.seconds)
+    loaded(f"sqlite3, {args.connections} processes")
+    found["concurrent"], found["busy"] = concurrent_upserts_per_s(
+        db_path, pairs, args.seconds, args.connections
+    )
+    env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
+    for name, server in (
+        ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
+        ("service", lambda: web_server(env)),
+    ):
+        loaded(name)
+        with server() as port:
+            run_load(port, requests, 1, args.connections, args.tool)
+            found[name] = run_load(port, requests, args.seconds, args.connections, args.tool)
+    return found
+
+
+ANSWER_SIZE = len(
+    b'{"experiment_id":"exp_000000","date":"2025-12-22","variants_stored":2,"new_variants":[]}'
+)
 
 
 def post_rows(args, tmp: Path) -> list:
     db_path = tmp / "post.db"
     pairs = seed(db_path, args.experiments)
     requests = [("POST", "/data", post_body(e, c)) for e in range(args.experiments) for c in (5, 6)]
-    env = bench_env(db_path)
-    base, service = [], []
-    for _ in range(args.rounds):
-        base.append(stdlib_upserts_per_s(db_path, pairs, args.seconds))
-        with web_server(env) as port:
-            run_load(port, requests, 1, args.connections, args.tool)
-            service.append(run_load(port, requests, args.seconds, args.connections, args.tool))
-        print(f"baseline {base[-1]:.0f}/s, service {service[-1]}", file=sys.stderr)
-    b = sorted(base)[len(base) // 2]
-    s = sorted(service, key=lambda r: r.requests_per_s)[len(service) // 2]
+    rounds = []
+    for number in range(args.rounds):
+        rounds.append(post_round(args, tmp, db_path, pairs, requests))
+        print(f"round {number + 1}: {rounds[-1]}", file=sys.stderr)
+    return post_table(args, rounds)
+
+
+def ratio_cell(rounds: list[dict], against: str) -> str:
+    """The median of the rounds' own ratios, then every round's."""
+    ratios = [r["service"].requests_per_s / rate(r[against]) for r in rounds]
+    every = ", ".join(f"{x:.2f}" for x in ratios)
+    return f"{statistics.median(ratios):.2f} (rounds {every})"
+
+
+def rate(value) -> float:
+    return value if isinstance(value, float) else value.requests_per_s
+
+
+def median_of(rounds: list[dict], name: str) -> float:
+    return statistics.median(rate(r[name]) for r in rounds)
+
+
+def post_table(args, rounds: list[dict]) -> list[list]:
+    service = sorted((r["service"] for r in rounds), key=rate)[len(rounds) // 2]
+    measured = (
+        f"{service.requests_per_s:,.0f} req/s (p99 {service.p99_ms:.1f} ms, "
+        f"{sum(r['service'].errors for r in rounds)} errors)"
+    )
+    bare = sorted((r["bare"] for r in rounds), key=rate)[len(rounds) // 2]
+    fsyncs = ", ".join(f"{m:,.0f} / {p:,.0f}" for m, p in (r["fsync"] for r in rounds))
+    n = args.connections
+    label = f"POST /data (2 variants), python -m api, 1 process, {n} connections"
     return [
-        "POST /data (2 variants), python -m api, 1 process",
-        f"{b:,.0f} transactions/s",
-        f"{s.requests_per_s:,.0f} req/s (p99 {s.p99_ms:.1f} ms, {s.errors} errors)",
-        f"{s.requests_per_s / b:.2f}",
+        [
+            label,
+            f"{median_of(rounds, 'sequential'):,.0f} tx/s, sqlite3, 1 connection",
+            measured,
+            ratio_cell(rounds, "sequential"),
+        ],
+        [
+            label,
+            f"{median_of(rounds, 'concurrent'):,.0f} tx/s, sqlite3, {n} processes "
+            f"({sum(r['busy'] for r in rounds)} gave up on the lock)",
+            measured,
+            ratio_cell(rounds, "concurrent"),
+        ],
+        [
+            label,
+            f"{bare.requests_per_s:,.0f} req/s (p99 {bare.p99_ms:.1f} ms), bare ASGI app "
+            "parsing the body",
+            measured,
+            ratio_cell(rounds, "bare"),
+        ],
+        ["os.fsync after a 4 KiB write, database folder", "", f"median / p99 us: {fsyncs}", ""],
     ]
 
 
@@ -195,7 +345,7 @@ def main() -> int:
     args = parser.parse_args()
     print(machine(), file=sys.stderr)
     with workdir() as tmp:
-        rows = [] if args.only == "bulk" else [post_rows(args, tmp)]
+        rows = [] if args.only == "bulk" else post_rows(args, tmp)
         if args.rows and args.only != "post":
             rows += bulk_rows(args, tmp)
     print(table(["benchmark", "baseline", "measured", "ratio"], rows))

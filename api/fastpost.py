@@ -1,0 +1,148 @@
+"""POST /data in front of FastAPI: a plain day of metrics, validated by the same model,
+stored by the same group commit and answered only after its commit.
+
+FastAPI's middleware stack, routing, dependency solving and response classes cost the
+event loop several times what the write costs the writer thread, so the app takes a
+POST /data itself when it is plain: a good key (or none needed), one Content-Length
+within server.max_body_bytes and no Transfer-Encoding, Content-Type application/json, a
+body that parses as JSON, that DailyMetrics accepts and whose date is acceptable. Every
+other request goes to FastAPI (with the body already read, when it was), whose route and
+middlewares give it today's answer: a 401, 413 or 422 is never written here, and nothing
+was stored, so those answers are exactly what they were.
+
+Once a write is queued the fast path answers it itself, as the route would: the stored
+result, or for an error from the writer (arm cap, busy, storage fault) the answer of the
+app's own exception handler. Like the middlewares, it sets the request id and the key's
+name, returns X-Request-ID, and counts and times the request when metrics are on;
+uvicorn writes the access-log line either way.
+"""
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api import metrics
+from api.fastpath import POST_PATH, header
+from api.logs import request_id
+from api.middleware import key_name, read_body, replay, too_large
+from api.schemas import StoredOut
+from core.logs import KEY_NAME, REQUEST_ID
+from ingest.metrics import queue_rows, rows_of
+from ingest.validation import DailyMetrics, date_problem
+
+JSON_TYPE = b"application/json"
+
+
+def today(app):
+    return datetime.now(UTC).astimezone(app.state.settings.tz).date()
+
+
+async def store_day(app, day: DailyMetrics) -> StoredOut:
+    """Queue a validated day to the writer thread and wait for its commit (the route and
+    the fast path both store this way: no worker thread, no connection per request)."""
+    cap = app.state.settings.sampling.max_active_arms
+    result = await asyncio.wrap_future(queue_rows(rows_of(day), cap))
+    metrics.count_posted(result.rows)
+    if result.new_experiments or result.new_variants:
+        await run_in_threadpool(app.state.cache.refresh)
+    return StoredOut(
+        experiment_id=day.experiment_id,
+        date=day.date,
+        variants_stored=result.rows,
+        new_variants=[v for _, v in result.new_variants],
+    )
+
+
+def plain_length(scope, limit: int) -> int | None:
+    """The Content-Length of a JSON body the fast path may read, or None for FastAPI."""
+    length = kind = None
+    for key, value in scope["headers"]:
+        if key == b"content-length" and length is None:
+            length = value
+        elif key == b"content-type":
+            kind = value
+        elif key in (b"transfer-encoding", b"content-length"):
+            return None  # chunked, or a second length: the middleware decides
+    if length is None or not length.isdigit() or kind is None or kind.lower() != JSON_TYPE:
+        return None
+    size = int(length)
+    return size if 0 < size <= limit else None
+
+
+def valid_day(app, body: bytes) -> DailyMetrics | None:
+    """The day, when the route would store it; None when FastAPI must give the error."""
+    try:
+        day = DailyMetrics.model_validate(json.loads(body))
+    except Exception:  # not JSON, not UTF-8, too deep, or not a valid day: FastAPI says which
+        return None
+    return None if date_problem(day.date, today(app)) else day
+
+
+class FastPost:
+    """POST /data for one app; `answer` returns None once it has answered, else the
+    receive callable FastAPI must use."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def answer(self, scope, receive, send):
+        if scope["method"] != "POST":
+            return receive
+        started = time.perf_counter()
+        access, limit = self.app.state.access, self.app.state.settings.server.max_body_bytes
+        name = key_name(header(scope, b"authorization"), access.keys) if access.enabled else None
+        length = plain_length(scope, limit)
+        if (access.enabled and name is None) or length is None:
+            return receive
+        body, other = await read_body(receive, limit)
+        if body is None:  # more than it declared: what the middleware answers
+            self.begin(scope)
+            await self.send(scope, send, too_large(limit), started)
+            return None
+        day = valid_day(self.app, body) if not other and len(body) == length else None
+        if day is None:
+            return replay(body, other, receive)
+        KEY_NAME.set(name)
+        await self.store(scope, send, day, started)
+        return None
+
+    def begin(self, scope) -> None:
+        """The request id, as the middleware sets it, for the log lines of this request."""
+        sent = header(scope, b"x-request-id")
+        REQUEST_ID.set(request_id(None if sent is None else sent.decode("latin-1")))
+
+    async def store(self, scope, send, day: DailyMetrics, started: float) -> None:
+        self.begin(scope)
+        try:
+            stored = await store_day(self.app, day)
+        except Exception as exc:
+            await self.failed(scope, send, exc, started)
+            return
+        await self.send(scope, send, JSONResponse(stored.model_dump(mode="json")), started)
+
+    async def failed(self, scope, send, exc: Exception, started: float) -> None:
+        """What the app's exception handlers answer. The catch-all (500) is applied
+        outside the middlewares, as Starlette does: no request id, and the error goes on
+        to the server."""
+        handler = self.handler_for(exc)
+        response = await handler(Request(scope), exc)
+        if handler is not self.app.exception_handlers.get(Exception):
+            await self.send(scope, send, response, started)
+            return
+        await response(scope, None, send)
+        metrics.answered(POST_PATH, "POST", 500, time.perf_counter() - started)
+        raise exc
+
+    def handler_for(self, exc: Exception):
+        handlers = self.app.exception_handlers
+        return next(handlers[kind] for kind in type(exc).__mro__ if kind in handlers)
+
+    async def send(self, scope, send, response, started: float) -> None:
+        response.raw_headers.append((b"x-request-id", REQUEST_ID.get().encode("latin-1")))
+        await response(scope, None, send)
+        metrics.answered(POST_PATH, "POST", response.status_code, time.perf_counter() - started)
