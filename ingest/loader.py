@@ -151,7 +151,7 @@ def validate_file(
                 problems.append((line, problem))
                 continue
         staging.add(line, row)
-    staging.flush()
+    staging.finish()
     problems += staging.duplicates
     return [f"line {line}: {problem}" for line, problem in sorted(problems, key=itemgetter(0))]
 

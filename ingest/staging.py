@@ -7,7 +7,10 @@ on the loader's own connection. SQLite keeps that table in a temporary file (wit
 default temp_store) behind a small page cache of its own, so the loader holds at most one
 batch of rows however long the file.
 The table's unique key finds a row that repeats the (experiment, date, variant) of an
-earlier row as it arrives, which a dict of every key seen would again hold in memory.
+earlier row, which a dict of every key seen would again hold in memory: on SQLite as the
+row arrives (the index is there from the start and the row is left out); on PostgreSQL,
+where the rows go in with COPY into a table without that index, when the index is built
+after the last row (`finish`), and only if that fails, one query names every repeat.
 Once the file is valid, `store` copies the table into daily_metric with one INSERT ...
 SELECT in the write transaction: the database joins each row to its ids.
 
@@ -19,7 +22,19 @@ from datetime import date
 
 from peewee import SQL, BigIntegerField, DateField, IntegerField, Model, TextField, Value, fn
 
-from core.db import bound, database, drop_temporary_tables, prepared, write_transaction
+from core.db import (
+    analyze_staged,
+    bound,
+    create_staging_table,
+    database,
+    drop_temporary_tables,
+    index_staged,
+    prepared,
+    slices,
+    stage_rows,
+    staging_keeps_out_repeats,
+    write_transaction,
+)
 from core.runs_view import BULK_ROWS_COUNTER, add_to_counter
 from core.schema import Experiment, Variant, utcnow
 from ingest.metrics import MetricRow, MetricWriter, StoreResult
@@ -51,9 +66,11 @@ class Staging:
         self.batch: list[tuple] = []
         self.duplicates: list[tuple[int, str]] = []  # (line, problem), in line order
         self.days: dict[date, str] = {}
+        self.checks_on_arrival = True  # set in __enter__, by the engine
 
     def __enter__(self) -> "Staging":
-        StagedMetric.create_table()
+        create_staging_table(StagedMetric)
+        self.checks_on_arrival = staging_keeps_out_repeats()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -72,12 +89,24 @@ class Staging:
         is noted in `duplicates`."""
         if not self.batch:
             return
-        with database.atomic():  # one transaction per batch, not one per row
-            database.cursor().executemany(prepared(insert_one_row), self.batch)
+        stage_rows(StagedMetric, self.batch, skip_repeats=True)  # one transaction per batch
         # Counted, not taken from the cursor: executemany's rowcount differs by driver.
-        if staged_since(self.batch[0][0]) < len(self.batch):
+        if self.checks_on_arrival and staged_since(self.batch[0][0]) < len(self.batch):
             self.duplicates += duplicates_in(self.batch)
         self.batch = []
+
+    def finish(self) -> None:
+        """After the last row: flush, then (where the unique index is built only now) find
+        the rows that repeat an earlier key, and give the planner the table's statistics."""
+        self.flush()
+        if not index_staged(StagedMetric):
+            self.duplicates = repeated_keys()
+            # The table then holds the first row of each key, as where repeats stay out.
+            with database.atomic():
+                for lines in slices([line for line, _ in self.duplicates], 1000):
+                    StagedMetric.delete().where(StagedMetric.line.in_(lines)).execute()
+            index_staged(StagedMetric)
+        analyze_staged(StagedMetric)
 
     def store(self) -> StoreResult:
         """Upsert every staged row in one write transaction: all of them or none."""
@@ -89,14 +118,6 @@ class Staging:
             writer.mark_new_for_serving()
             add_to_counter(BULK_ROWS_COUNTER, writer.result.rows)  # GET /metrics reports it
         return writer.result
-
-
-def insert_one_row():
-    """The one-row insert that skips a row whose key is staged already; its values in the
-    order of the fields (as `add` makes them)."""
-    fields = StagedMetric._meta.sorted_fields
-    insert = StagedMetric.insert_many([(0,) * len(fields)], fields=fields)
-    return insert.on_conflict_ignore()
 
 
 def first_line_of_key():
@@ -127,6 +148,25 @@ def duplicates_in(batch: list[tuple]) -> list[tuple[int, str]]:
                 (line, f"duplicate of line {first} for {experiment_id}/{day}/{variant_id}")
             )
     return found
+
+
+def repeated_keys() -> list[tuple[int, str]]:
+    """(line, problem) for every staged row whose key an earlier line has, in line order:
+    one pass over a table that holds every row (PostgreSQL, after index_staged failed)."""
+    staged = StagedMetric
+    key = [staged.experiment_id, staged.variant_id, staged.date]
+    first = fn.MIN(staged.line).over(partition_by=key)
+    keyed = staged.select(staged.line, first.alias("first"), *key).alias("keyed")
+    query = (
+        staged.select(keyed.c.line, keyed.c.first, *(keyed.c[f.name] for f in key))
+        .from_(keyed)
+        .where(keyed.c.line != keyed.c.first)
+        .order_by(keyed.c.line)
+    )
+    return [
+        (line, f"duplicate of line {first} for {experiment_id}/{day}/{variant_id}")
+        for line, first, experiment_id, variant_id, day in database.execute(query)
+    ]
 
 
 def staged_pairs() -> list[tuple[str, str]]:

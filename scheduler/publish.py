@@ -20,7 +20,15 @@ from peewee import BigIntegerField, FloatField, IntegerField, TextField, Value, 
 
 from core import testhooks
 from core.changes import mark_changed
-from core.db import bound, database, drop_temporary_tables, execute_many, write_transaction
+from core.db import (
+    analyze_staged,
+    bound,
+    create_staging_table,
+    database,
+    drop_temporary_tables,
+    stage_rows,
+    write_transaction,
+)
 from core.ownership import ownership_of
 from core.schema import Allocation, AllocationReason, BaseModel
 from scheduler.runs import Clock, naive_utc
@@ -83,10 +91,9 @@ def owned(batch: list, effective_date: date) -> list:
 
 
 def stage_batch(results: list) -> None:
-    rows, fields = staged_allocation_rows(results), StagedAllocation._meta.sorted_fields
-    execute_many(StagedAllocation.insert_many(rows[:1], fields=fields), rows)
-    reasons, fields = staged_reason_rows(results), StagedReason._meta.sorted_fields
-    execute_many(StagedReason.insert_many(reasons[:1], fields=fields), reasons)
+    """SQLite: one prepared insert per row; PostgreSQL: COPY (core.db.stage_rows)."""
+    stage_rows(StagedAllocation, staged_allocation_rows(results))
+    stage_rows(StagedReason, staged_reason_rows(results))
 
 
 def stage(results, effective_date: date) -> None:
@@ -96,13 +103,16 @@ def stage(results, effective_date: date) -> None:
         for batch in chunked(results, STAGE_BATCH):
             stage_batch(owned(batch, effective_date))
         testhooks.pause("stage")
+    for model in STAGED:  # PostgreSQL: the planner's statistics, outside the write lock
+        analyze_staged(model)
 
 
 @contextmanager
 def staged(results, effective_date: date) -> Iterator[None]:
     """The results in the staging tables for the duration of the block; dropped after."""
     database.drop_tables(STAGED)
-    database.create_tables(STAGED)
+    for model in STAGED:
+        create_staging_table(model)
     try:
         stage(results, effective_date)
         yield

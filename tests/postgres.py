@@ -172,13 +172,26 @@ def require_cluster() -> Cluster:
 class Cluster:
     """One PostgreSQL cluster in a temporary folder: data/, the socket, and the server log."""
 
-    def __init__(self, bindir: str | Path | None = None, *, os_user: str = "postgres") -> None:
+    def __init__(
+        self,
+        bindir: str | Path | None = None,
+        *,
+        os_user: str = "postgres",
+        durable: bool = False,
+        parent: str | Path | None = None,
+    ) -> None:
         found = Path(bindir) if bindir else find_bindir()
         if not is_bindir(found):
             raise FileNotFoundError(NOT_FOUND)
         self.bindir = found
         self.as_root = os.geteuid() == 0
         self.os_user = os_user  # used only when running as root
+        # durable: fsync, synchronous_commit and full_page_writes at their defaults (on), for
+        # benchmarks that compare with a SQLite file synced to the same disk; parent: the
+        # folder the cluster's own goes in (default parent_folder(), often a tmpfs, where a
+        # sync costs nothing).
+        self.durable = durable
+        self.parent = Path(parent) if parent else None
         self.folder: Path | None = None
         self._admin: psycopg.Connection | None = None
         self._names = itertools.count(1)
@@ -200,7 +213,8 @@ class Cluster:
 
     def initdb(self) -> None:
         """The temporary folder (the postgres user's, as root) and initdb in it: step 1."""
-        self.folder = Path(tempfile.mkdtemp(prefix="bandit-pg-", dir=parent_folder()))
+        parent = self.parent or parent_folder()
+        self.folder = Path(tempfile.mkdtemp(prefix="bandit-pg-", dir=parent))
         atexit.register(self.stop)
         if self.as_root:
             account = pwd.getpwnam(self.os_user)
@@ -213,7 +227,14 @@ class Cluster:
         with open(Path(self.data) / "postgresql.conf", "a") as conf:
             conf.write("\n# tests/postgres.py\n")
             conf.write(f"unix_socket_directories = '{self.socket_dir}'\n")
-            conf.writelines(f"{name} = {value}\n" for name, value in SETTINGS.items())
+            conf.writelines(f"{name} = {value}\n" for name, value in self.settings().items())
+
+    def settings(self) -> dict[str, str]:
+        """What postgresql.conf gets: SETTINGS, with the durability ones left on if durable."""
+        if not self.durable:
+            return SETTINGS
+        undurable = ("fsync", "synchronous_commit", "full_page_writes")
+        return {k: v for k, v in SETTINGS.items() if k not in undurable}
 
     def launch(self) -> None:
         """pg_ctl -w start: step 2, after initdb()."""

@@ -139,3 +139,42 @@ def test_a_cleanup_failure_after_the_commit_does_not_fail_the_load(env, tmp_path
     monkeypatch.setattr(staging.StagedMetric, "drop_table", fail)  # after the commit
     assert main([str(write_csv(tmp_path, good_rows(20)))]) == 0
     assert len(stored_counts("big")) == 20
+
+
+def staged_table_state(source_path) -> dict:
+    """Validate (stage) a file without storing it; what the staging table then looks like."""
+    from ingest import loader
+    from ingest.source import open_source
+
+    source = open_source(str(source_path))
+    with staging.Staging() as staged, source.stream:
+        errors = loader.validate_file(source, date(2025, 12, 22), staged)
+        indexes = database.execute_sql(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'staged_metric'"
+        ).fetchall()
+        (estimate,) = database.execute_sql(
+            "SELECT reltuples FROM pg_class WHERE relname = 'staged_metric'"
+            " AND pg_table_is_visible(oid)"
+        ).fetchone()
+        lines = [
+            line for (line,) in staging.StagedMetric.select(staging.StagedMetric.line).tuples()
+        ]
+    return {"errors": errors, "indexes": indexes, "estimate": estimate, "lines": sorted(lines)}
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_postgres_staging_is_indexed_and_analyzed_once_every_batch_is_in(
+    db, monkeypatch, tmp_path, repeats
+):
+    """PostgreSQL stages with COPY into a table without the unique key; after the last batch
+    the key is built, a repeated one is named with its first line and left out (as SQLite
+    does as rows arrive), and ANALYZE gives the planner the real row count."""
+    monkeypatch.setattr(staging, "BATCH_SIZE", BATCH)
+    lines = good_rows(30) + (["big,2025-01-01,v1,7,1"] if repeats else [])
+    state = staged_table_state(write_csv(tmp_path, lines))
+    unique = [d for (d,) in state["indexes"] if "UNIQUE" in d and "variant_id" in d]
+    assert len(unique) == 1
+    assert state["estimate"] == 30
+    assert state["lines"] == list(range(2, 32))
+    expected = ["line 32: duplicate of line 3 for big/2025-01-01/v1"] if repeats else []
+    assert state["errors"] == expected

@@ -206,7 +206,14 @@ def lock_rows(model, pks: list[int]) -> None:
     """Lock these rows until the transaction ends, in key order (PostgreSQL: SELECT ... FOR
     UPDATE; SQLite: nothing to do, the write transaction holds the file's lock)."""
     if pks and database.obj.engine == "postgresql":
-        model.select(model.id).where(model.id.in_(pks)).order_by(model.id).for_update().execute()
+        # In slices of ascending keys: a statement binds at most 65,535 parameters (a bulk
+        # load may add arms to more experiments than that), and the order stays the same.
+        for batch in slices(sorted(pks), LOCK_BATCH):
+            query = model.select(model.id).where(model.id.in_(batch))
+            query.order_by(model.id).for_update().execute()
+
+
+LOCK_BATCH = 10_000  # keys per SELECT ... FOR UPDATE
 
 
 def notify_serving(version: int) -> None:
@@ -345,6 +352,45 @@ def execute_many(query, rows: list[tuple]) -> None:
     sql, params = query.sql()
     constant = tuple(bound(v) if isinstance(v, date) else v for v in params[len(rows[0]) :])
     database.cursor().executemany(sql, [(*row, *constant) for row in rows])
+
+
+# Bulk staging: rows that wait in a TEMP table on this connection for one set-based write.
+# The engines differ in when a unique index of the staging table is built (SQLite: at
+# creation, so a repeated key stays out as it arrives; PostgreSQL: after the rows are in,
+# since COPY into a bare table is several times faster), so a caller that cares about
+# repeats asks index_staged() once its last row is staged.
+
+
+def create_staging_table(model) -> None:
+    """Create the TEMP table of `model` on this connection."""
+    database.obj.create_staging_table(model)
+
+
+def stage_rows(model, rows: list[tuple], skip_repeats: bool = False) -> None:
+    """Append rows (values in the order of the model's fields) in one transaction: SQLite
+    executemany (with skip_repeats, a row whose unique key is staged already is left out),
+    PostgreSQL COPY (every row goes in)."""
+    if rows:
+        database.obj.stage_rows(model, rows, skip_repeats)
+
+
+def staging_keeps_out_repeats() -> bool:
+    """Whether stage_rows(skip_repeats=True) leaves out a repeated unique key as it comes
+    (SQLite), rather than index_staged() finding that there were some (PostgreSQL)."""
+    return database.obj.staging_keeps_out_repeats
+
+
+def index_staged(model) -> bool:
+    """Make sure the staging table has its indexes, after the last stage_rows: False when a
+    unique one could not be built for repeated keys (PostgreSQL only; on SQLite they were
+    kept out as they came, so True)."""
+    return database.obj.index_staged(model)
+
+
+def analyze_staged(model) -> None:
+    """Give the planner the staged table's statistics before a set-based write from it
+    (PostgreSQL ANALYZE; nothing on SQLite)."""
+    database.obj.analyze_staged(model)
 
 
 def drop_temporary_tables(models: list) -> None:

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import ClassVar
 
 import psycopg
-from peewee import Cast, DatabaseError, InterfaceError, fn
+from peewee import Cast, DatabaseError, IntegrityError, InterfaceError, fn
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg.adapt import Loader
 
@@ -329,6 +329,39 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             " AND pg_table_is_visible(oid)"
         )
         return sorted(name for (name,) in rows)
+
+    # -- bulk staging in TEMP tables (ingest/staging.py, scheduler/publish.py)
+
+    staging_keeps_out_repeats = False
+
+    def create_staging_table(self, model) -> None:
+        """The table and its primary key only: COPY into it is several times faster than
+        into one with a unique index, which index_staged builds once every row is in."""
+        model._schema.create_table()
+
+    def stage_rows(self, model, rows: list[tuple], skip_repeats: bool = False) -> None:
+        """COPY ... FROM STDIN. Every row goes in (the unique indexes come later, with
+        index_staged), so skip_repeats has nothing to skip here."""
+        columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+        statement = f'COPY "{model._meta.table_name}" ({columns}) FROM STDIN'
+        with self.atomic(), self.cursor().copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def index_staged(self, model) -> bool:
+        """Build the model's indexes now; False when a unique one met a repeated key (then
+        the table has none, and the caller looks for the repeats itself)."""
+        try:
+            with self.atomic():
+                model._schema.create_indexes()
+        except IntegrityError:
+            return False
+        return True
+
+    def analyze_staged(self, model) -> None:
+        """Statistics for the planner: a TEMP table has none (autovacuum never sees it), and
+        a million rows joined on a guess of a thousand gets a nested loop."""
+        self.execute_sql(f'ANALYZE "{model._meta.table_name}"')
 
     # -- change notification
 

@@ -16,6 +16,7 @@ cause, never a new empty file that acknowledged writes would go to. A storage er
 """
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -145,6 +146,28 @@ class PinnedDatabase(SqliteDatabase):
         rows = self.execute_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'")
         return sorted(name for (name,) in rows)
 
+    # -- bulk staging in TEMP tables (ingest/staging.py, scheduler/publish.py)
+
+    staging_keeps_out_repeats = True
+
+    def create_staging_table(self, model) -> None:
+        """With the model's indexes from the start: a unique one keeps a repeated key out
+        as its row arrives (stage_rows with skip_repeats)."""
+        model.create_table()
+
+    def stage_rows(self, model, rows: list[tuple], skip_repeats: bool = False) -> None:
+        """A prepared one-row INSERT per row (executemany), in one transaction of the
+        temporary database; with skip_repeats, ON CONFLICT DO NOTHING."""
+        with self.atomic():
+            self.cursor().executemany(staging_insert(model, skip_repeats), rows)
+
+    def index_staged(self, model) -> bool:
+        """Indexed at creation: every repeated key was kept out already."""
+        return True
+
+    def analyze_staged(self, model) -> None:
+        pass  # SQLite plans the staged queries well without statistics
+
     def note_fault(self, exc: BaseException) -> None:
         """Tell /healthz about a storage fault; a read-only connection is opened again."""
         cause = storage_fault(exc)
@@ -214,6 +237,13 @@ class PinnedDatabase(SqliteDatabase):
             conn.close()
             raise
         return conn
+
+
+@functools.cache
+def staging_insert(model, skip_repeats: bool) -> str:
+    fields = model._meta.sorted_fields
+    insert = model.insert_many([(0,) * len(fields)], fields=fields)
+    return (insert.on_conflict_ignore() if skip_repeats else insert).sql()[0]
 
 
 def copy_database_file(source, partial, busy_timeout_s: float) -> None:
