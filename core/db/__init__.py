@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
-from peewee import DatabaseError, DatabaseProxy, Query
+from peewee import DatabaseError, DatabaseProxy, Query, SqliteDatabase
 from peewee import OperationalError as OperationalError  # re-exported: api handles it
 from playhouse.pool import MaxConnectionsExceeded
 
 from core.db.health import BackupError as BackupError
 from core.db.health import DatabaseFault as DatabaseFault
 from core.db.health import health as health
-from core.db.sqlite import PinnedDatabase
+from core.db.sqlite import PinnedDatabase, rebuild_table
 from core.db.sqlite import copy_database_file as copy_database_file
 from core.settings import redacted
 
@@ -391,6 +391,24 @@ def analyze_staged(model) -> None:
     """Give the planner the staged table's statistics before a set-based write from it
     (PostgreSQL ANALYZE; nothing on SQLite)."""
     database.obj.analyze_staged(model)
+
+
+def replace_foreign_keys(db, model, dropped: list[str]) -> None:
+    """For a migration step: make the table of `model` (a frozen model) have the table
+    constraints the model describes in place of the foreign keys named in `dropped`
+    (PostgreSQL's names), with its rows, inside the step's transaction. PostgreSQL: one
+    ALTER TABLE, which checks every row against the new constraints; SQLite, whose ALTER
+    TABLE cannot change constraints: the table is made again (core.db.sqlite.rebuild_table).
+    `db` is the step's database, which may be a bare engine (tests build old versions so)."""
+    target = getattr(db, "obj", db)
+    if isinstance(target, SqliteDatabase):
+        with db.bind_ctx([model]):
+            rebuild_table(db, model)
+        return
+    from core.db.postgres import replace_foreign_keys as on_postgres
+
+    with db.bind_ctx([model]):
+        on_postgres(db, model, dropped)
 
 
 def drop_temporary_tables(models: list) -> None:

@@ -375,3 +375,12 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         conn = psycopg.connect(self.url, autocommit=True, application_name="bandit-api cache")
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
+
+
+def replace_foreign_keys(db, model, dropped: list[str]) -> None:
+    """Drop the named constraints of `model`'s table and add the model's table constraints
+    (its Meta.constraints) in one ALTER TABLE, which checks the rows against what it adds."""
+    table = model._meta.table_name
+    changes = [f'DROP CONSTRAINT "{name}"' for name in dropped]
+    changes += [f"ADD {db.get_sql_context().sql(c).query()[0]}" for c in model._meta.constraints]
+    db.execute_sql(f'ALTER TABLE "{table}" {", ".join(changes)}')

@@ -320,3 +320,20 @@ def storage_fault(exc: BaseException) -> str | None:
     code = getattr(original, "sqlite_errorcode", None) or STORAGE_MESSAGES.get(str(original), 0)
     cause = STORAGE_FAULTS.get(code & 0xFF)
     return f"{cause} ({original})" if cause else None
+
+
+def rebuild_table(db, model) -> None:
+    """Make `model`'s table again as the model now describes it, with its rows, inside the
+    caller's transaction: SQLite's ALTER TABLE can neither add nor drop a constraint. The
+    old table is renamed aside (taking its indexes with it), the new one created under
+    the name and filled with the columns both have, then the old one dropped and the
+    model's indexes built. Nothing may refer to the table (a rename would move those
+    references to the old one)."""
+    table = model._meta.table_name
+    aside = f"{table}_before_rebuild"
+    columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+    db.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{aside}"')
+    model._schema.create_table(safe=False)
+    db.execute_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{aside}"')
+    db.execute_sql(f'DROP TABLE "{aside}"')
+    model._schema.create_indexes(safe=False)
