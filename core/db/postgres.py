@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import ClassVar
 
 import psycopg
-from peewee import Cast, DatabaseError, IntegrityError, InterfaceError, fn
+from peewee import Cast, DatabaseError, Expression, IntegrityError, InterfaceError, Value, fn
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg.adapt import Loader
 
@@ -268,6 +268,11 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     def days_between(self, later, earlier):
         return Cast(later, "date") - earlier
+
+    plain_inserts_pay = True  # core.db.plain_inserts_pay
+
+    def one_of(self, field, values: list[int]):
+        return Expression(field, "=", fn.ANY(Value(values, unpack=False)))
 
     def is_busy(self, exc: BaseException) -> bool:
         """A lock wait past lock_timeout, a full pool, or a deadlock or serialization

@@ -17,6 +17,7 @@ cause, never a new empty file that acknowledged writes would go to. A storage er
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import sqlite3
 import threading
 from urllib.parse import quote
 
-from peewee import DatabaseError, SqliteDatabase, _savepoint, fn
+from peewee import OP, SQL, DatabaseError, Expression, SqliteDatabase, _savepoint, fn
 
 from core.db.health import DatabaseFault, health
 
@@ -110,6 +111,12 @@ class PinnedDatabase(SqliteDatabase):
 
     def days_between(self, later, earlier):
         return fn.julianday(later) - fn.julianday(earlier)
+
+    plain_inserts_pay = False  # core.db.plain_inserts_pay
+
+    def one_of(self, field, values: list[int]):
+        listed = SQL("(SELECT value FROM json_each(?))", (json.dumps(values),))
+        return Expression(field, OP.IN, listed)
 
     def is_busy(self, exc: BaseException) -> bool:
         return "locked" in str(exc) or "busy" in str(exc)
