@@ -70,10 +70,11 @@ ARM_FOREIGN_KEY = SQL(
 
 
 class DailyMetric(BaseModel):
-    # _deferred: no foreign key of their own (ARM_FOREIGN_KEY); and no index of its own
-    # for experiment, the unique index below starts with it (migration 8 drops the old one).
+    # _deferred: no foreign key of their own (ARM_FOREIGN_KEY). No index of their own
+    # either (migration 8 drops the old ones): the unique index below starts with
+    # experiment, and serves the key's cascade (variant_id = ? AND experiment_id = ?) too.
     experiment = ForeignKeyField(Experiment, on_delete="CASCADE", index=False, _deferred=True)
-    variant = ForeignKeyField(Variant, on_delete="CASCADE", _deferred=True)
+    variant = ForeignKeyField(Variant, on_delete="CASCADE", index=False, _deferred=True)
     date = DateField()
     impressions = BigIntegerField()
     clicks = BigIntegerField()

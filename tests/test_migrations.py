@@ -187,7 +187,6 @@ def test_a_fresh_database_indexes_experiment_only_through_the_unique_indexes(db)
         "allocation_reason_experiment_id_effective_date",
         "allocation_reason_run_id",
         "daily_metric_experiment_id_date_variant_id",
-        "daily_metric_variant_id",
     }
 
 
@@ -210,6 +209,8 @@ def test_daily_metric_has_one_foreign_key_to_the_variant_of_its_experiment(db):
     db.execute_sql(metric.format(5, 2, 2))
     db.execute_sql("DELETE FROM experiment WHERE id = 1")  # through its variants
     assert db.execute_sql("SELECT id FROM daily_metric").fetchall() == [(5,)]
+    db.execute_sql("DELETE FROM variant WHERE id = 2")  # the key's own cascade
+    assert db.execute_sql("SELECT id FROM daily_metric").fetchall() == []
 
 
 def test_step_8_refuses_a_metric_whose_variant_is_another_experiments(tmp_path):
@@ -246,8 +247,9 @@ def test_a_postgres_database_at_version_7_upgrades_with_its_rows(postgres_cluste
                     " experiment_id) ON DELETE CASCADE",
                 )
             ]
-            assert "daily_metric_experiment_id" not in {
-                i.name for i in engine.get_indexes("daily_metric")
+            assert {i.name for i in engine.get_indexes("daily_metric")} == {
+                "daily_metric_pkey",
+                "daily_metric_experiment_id_date_variant_id",
             }
     finally:
         engine.close_all()

@@ -1,6 +1,6 @@
 -- A fresh database at schema version 8 (step 8 gives daily_metric one foreign key, to
--- variant (id, experiment_id), and drops daily_metric_experiment_id), made by the code of
--- the commit that adds this file:
+-- variant (id, experiment_id), and drops daily_metric_experiment_id and
+-- daily_metric_variant_id), made by the code of the commit that adds this file:
 --   python -c "from core.migrations import open_database; from core.settings import DatabaseSettings;
 --              open_database(DatabaseSettings(path='v8.db')).close()"
 --   python -c "import sqlite3; print(*sqlite3.connect('v8.db').iterdump(), sep='\n')"
@@ -39,6 +39,5 @@ CREATE UNIQUE INDEX "experiment_policy_experiment_id" ON "experiment_policy" ("e
 CREATE INDEX "run_scheduled_for" ON "run" ("scheduled_for");
 CREATE UNIQUE INDEX "run_one_live_per_scheduled_time" ON "run" ("scheduled_for") WHERE status IN ('running', 'success');
 CREATE UNIQUE INDEX "variant_id_experiment_id" ON "variant" ("id", "experiment_id");
-CREATE INDEX "daily_metric_variant_id" ON "daily_metric" ("variant_id");
 CREATE UNIQUE INDEX "daily_metric_experiment_id_date_variant_id" ON "daily_metric" ("experiment_id", "date", "variant_id");
 COMMIT;
