@@ -389,6 +389,14 @@ def stage_rows(model, rows: list[tuple], skip_repeats: bool = False) -> None:
         database.obj.stage_rows(model, rows, skip_repeats)
 
 
+def staging_stream(model):
+    """A context manager giving a function that appends a batch of rows to the staging
+    table of `model` (as stage_rows with skip_repeats): SQLite commits each batch as it
+    comes; PostgreSQL sends them all through one COPY, ended (and its transaction
+    committed) with the block, so every row is in only after it."""
+    return database.obj.staging_stream(model)
+
+
 def staging_keeps_out_repeats() -> bool:
     """Whether stage_rows(skip_repeats=True) leaves out a repeated unique key as it comes
     (SQLite), rather than index_staged() finding that there were some (PostgreSQL)."""

@@ -353,6 +353,21 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             for row in rows:
                 copy.write_row(row)
 
+    @contextlib.contextmanager
+    def staging_stream(self, model):
+        """One COPY for every batch, in one transaction, ended when the block is: the
+        server takes in each batch while the caller reads and checks the next (one COPY
+        per batch waited for each to end)."""
+        columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+        statement = f'COPY "{model._meta.table_name}" ({columns}) FROM STDIN'
+        with self.atomic(), self.cursor().copy(statement) as copy:
+
+            def write(rows: list[tuple]) -> None:
+                for row in rows:
+                    copy.write_row(row)
+
+            yield write
+
     def index_staged(self, model) -> bool:
         """Build the model's indexes now; False when a unique one met a repeated key (then
         the table has none, and the caller looks for the repeats itself)."""

@@ -112,6 +112,12 @@ class PinnedDatabase(SqliteDatabase):
     def days_between(self, later, earlier):
         return fn.julianday(later) - fn.julianday(earlier)
 
+    @contextlib.contextmanager
+    def staging_stream(self, model):
+        """Each batch in its own transaction (stage_rows, repeats kept out), so that the
+        caller can ask what went in after each."""
+        yield lambda rows: self.stage_rows(model, rows, skip_repeats=True)
+
     plain_inserts_pay = False  # core.db.plain_inserts_pay
 
     def one_of(self, field, values: list[int]):
