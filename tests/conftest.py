@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import logging
 import os
 
@@ -78,6 +79,27 @@ def settings(engine, tmp_path, monkeypatch, request):
         request.addfinalizer(lambda: dropped(cluster, url))
         chosen = dataclasses.replace(base.database, url=url)
     return dataclasses.replace(base, database=chosen)
+
+
+@pytest.fixture
+def new_database(engine, tmp_path, request):
+    """on_new_database(settings): the same settings on another new, empty database of the
+    test's engine, for a test that compares two apps each on a database of its own."""
+    made = itertools.count(1)
+
+    def on_new_database(settings):
+        n = next(made)
+        if engine == "sqlite":
+            path = str(tmp_path / f"other-{n}.db")
+            chosen = dataclasses.replace(settings.database, path=path, url=f"sqlite:///{path}")
+        else:
+            cluster = request.getfixturevalue("postgres_cluster")
+            url = cluster.clone(request.getfixturevalue("postgres_template"))
+            request.addfinalizer(lambda: dropped(cluster, url))
+            chosen = dataclasses.replace(settings.database, url=url)
+        return dataclasses.replace(settings, database=chosen)
+
+    return on_new_database
 
 
 def dropped(cluster, url: str) -> None:

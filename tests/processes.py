@@ -23,12 +23,42 @@ from pathlib import Path
 from tests.helpers import ROOT
 
 HOST = "127.0.0.1"
+SQLITE_PREFIX = "sqlite:///"
 
 
-def child_env(db_path: Path, **extra) -> dict:
-    """The environment of a child: ours without BANDIT_ settings, plus the given ones."""
+def database_url(target) -> str:
+    """The database URL of a test's target: Settings (the `settings` fixture),
+    DatabaseSettings, a URL, or the path of a SQLite file (made absolute: children run in
+    the project's folder)."""
+    target = getattr(target, "database", target)
+    target = getattr(target, "url", target)
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        return text
+    if text.startswith(SQLITE_PREFIX):
+        text = text[len(SQLITE_PREFIX) :]
+    return SQLITE_PREFIX + os.path.abspath(text)
+
+
+def is_postgres(target) -> bool:
+    return database_url(target).startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(target) -> Path:
+    """The SQLite file of a target (tests about the file itself)."""
+    url = database_url(target)
+    assert url.startswith(SQLITE_PREFIX), f"not a SQLite database: {url}"
+    return Path(url[len(SQLITE_PREFIX) :])
+
+
+def child_env(target, **extra) -> dict:
+    """The environment of a child: ours without BANDIT_ settings, plus BANDIT_DATABASE_URL
+    naming the target's database (see database_url), plus the given ones. A given
+    BANDIT_DATABASE_PATH replaces the URL (a test of that setting)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANDIT_")}
-    env.update(PYTHONUNBUFFERED="1", BANDIT_DATABASE_PATH=str(db_path))
+    env.update(PYTHONUNBUFFERED="1", BANDIT_DATABASE_URL=database_url(target))
+    if "BANDIT_DATABASE_PATH" in extra and "BANDIT_DATABASE_URL" not in extra:
+        del env["BANDIT_DATABASE_URL"]
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -44,12 +74,15 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
 
 
 class Child:
-    """A child process whose stderr and stdout are collected line by line as they come."""
+    """A child process whose stderr and stdout are collected line by line as they come.
+    `prefix` runs it under another program (unshare, for a host of its own)."""
 
-    def __init__(self, args: list[str], env: dict, new_session: bool = False):
+    def __init__(
+        self, args: list[str], env: dict, new_session: bool = False, prefix: list[str] = ()
+    ):
         self.args = args
         self.process = subprocess.Popen(
-            [sys.executable, *args],
+            [*prefix, sys.executable, *args],
             start_new_session=new_session,
             cwd=ROOT,
             env=env,
@@ -80,7 +113,10 @@ class Child:
                 raise AssertionError(f"{self.args} exited early:\n{self.output}")
             return re.search(pattern, self.output)
 
-        return wait_for(found, timeout, f"{pattern!r} from {self.args}")
+        try:
+            return wait_for(found, timeout, f"{pattern!r} from {self.args}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its output so far:\n{self.output[-4000:]}") from None
 
     def signal(self, number: int) -> None:
         if self.process.poll() is None:
@@ -175,6 +211,41 @@ class WebProcess(Server):
             return b""
 
 
+class HostChild(Child):
+    """A child on a host of its own: in a new UTS namespace named `host` and a new pid
+    namespace, in which it is pid 1, as a process on another machine would be. It shares
+    only the loopback and the database server's socket with us (unshare needs root)."""
+
+    def __init__(self, host: str, args: list[str], env: dict):
+        script = 'hostname "$0" && exec "$@"'
+        prefix = ["unshare", "--uts", "--pid", "--fork", "--kill-child", "--", "sh", "-c"]
+        super().__init__(args, env, prefix=[*prefix, script, host])
+        self.host = host
+
+    def inner_pid(self) -> int | None:
+        """The process unshare forked (the child itself), as we see it; None once gone."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            return None
+        return int(children[0]) if children else None
+
+    def signal(self, number: int) -> None:
+        """To the child itself: unshare passes no signal on (SIGKILL of unshare kills the
+        child too, by --kill-child)."""
+        inner = wait_for(self.inner_pid, 10, f"the process unshare starts on {self.host}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(inner, number)
+
+    def force_stop(self) -> None:
+        inner = self.inner_pid()
+        if inner is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inner, signal.SIGKILL)
+        Child.signal(self, signal.SIGKILL)
+
+
 class Processes:
     """Starts children and guarantees they are gone when the test ends."""
 
@@ -188,8 +259,12 @@ class Processes:
         """`python -m api`; on `port` if given (a restart on the port it had)."""
         return self._track(WebProcess(env, port)).wait_ready()
 
-    def start(self, args: list[str], env: dict) -> Child:
-        return self._track(Child(args, env))
+    def start(self, args: list[str], env: dict, prefix: list[str] = ()) -> Child:
+        return self._track(Child(args, env, prefix=prefix))
+
+    def on_host(self, host: str, args: list[str], env: dict) -> "HostChild":
+        """A child on a host of its own (HostChild)."""
+        return self._track(HostChild(host, args, env))
 
     def _track(self, child: Child) -> Child:
         self.children.append(child)
@@ -207,7 +282,50 @@ def run_once(procs: Processes, env: dict, timeout: float = 60) -> Child:
     return child
 
 
-def query(db_path: Path, sql: str, *params) -> list[tuple]:
-    """Read the database the way an operator would, outside the app's code."""
-    with closing(sqlite3.connect(db_path, timeout=10)) as conn:
-        return conn.execute(sql, params).fetchall()
+def query(target, sql: str, *params) -> list[tuple]:
+    """Read the database the way an operator would, outside the app's code, on either
+    engine. SQL is written for sqlite3 (`?` placeholders) and kept portable; on PostgreSQL
+    the placeholders become psycopg's and values read as sqlite3 gives them: dates and
+    timestamps as ISO text, numeric as int when whole, else float."""
+    if not is_postgres(target):
+        with closing(sqlite3.connect(sqlite_path(target), timeout=10)) as conn:
+            return conn.execute(sql, params).fetchall()
+    with closing(postgres_connection(target)) as conn:
+        return conn.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()
+
+
+def postgres_connection(target):
+    """A connection to the target's PostgreSQL database (autocommit) whose values read as
+    the app's own connections read them (core/db/postgres.py's loaders)."""
+    import psycopg
+
+    from core.db.postgres import DateText, NumericNumber, TimestampText
+
+    conn = psycopg.connect(database_url(target), autocommit=True)
+    for name, loader in (("date", DateText), ("timestamp", TimestampText)):
+        conn.adapters.register_loader(name, loader)
+    conn.adapters.register_loader("numeric", NumericNumber)
+    return conn
+
+
+@contextlib.contextmanager
+def write_lock(target):
+    """Another connection holding the write lock that runs and publishes take, as a long
+    publish would: SQLite's one write lock (BEGIN IMMEDIATE), or on PostgreSQL the advisory
+    locks of the "runs" and "global" scopes (which POST /data never waits on: it takes no
+    lock there)."""
+    if not is_postgres(target):
+        path = sqlite_path(target)
+        with closing(sqlite3.connect(path, timeout=10, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            yield holder
+            holder.execute("ROLLBACK")
+        return
+    from core.db.postgres import LOCK_CLASS, SCOPES
+
+    with closing(postgres_connection(target)) as holder:
+        holder.execute("BEGIN")
+        for scope in ("runs", "global"):
+            holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, SCOPES[scope]))
+        yield holder
+        holder.execute("ROLLBACK")

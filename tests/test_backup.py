@@ -73,7 +73,7 @@ def test_backup_command_reports_failure_with_exit_code(settings, tmp_path):
 
 
 @pytest.mark.processes
-def test_backup_while_writes_go_on_holds_only_whole_transactions(db, settings, tmp_path):
+def test_sqlite_backup_while_writes_go_on_holds_only_whole_transactions(db, settings, tmp_path):
     write_day(0)
     stop = threading.Event()
     written = []

@@ -176,7 +176,7 @@ def test_the_web_answers_healthz_while_it_loads_and_serves_once_loaded(tmp_path,
         )
         run_at(NOW, settings)
     database.close()
-    env = child_env(settings.database.path, BANDIT_TEST_PAUSE_LOAD="3")
+    env = child_env(settings, BANDIT_TEST_PAUSE_LOAD="3")
     web = procs.web(env)
     web.wait_for_line("test pause: load")
     status, health = web.request("GET", "/healthz")

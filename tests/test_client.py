@@ -64,7 +64,7 @@ def test_the_client_and_assign_agree_on_100000_units_across_experiments_and_days
     tmp_path, procs, settings
 ):
     publish_day(settings, 0)
-    web = procs.web(child_env(settings.database.path))
+    web = procs.web(child_env(settings))
     client = Client(f"http://{HOST}:{web.port}")
     pairs = [(name, f"unit-{n}") for n in range(100_000 // 2 // 3) for name in EXPERIMENTS]
     for day in (0, 1):
@@ -85,7 +85,7 @@ def test_the_client_and_assign_agree_on_100000_units_across_experiments_and_days
 
 def test_the_client_keeps_serving_through_a_server_restart(tmp_path, procs, settings):
     publish_day(settings, 0)
-    web = procs.web(child_env(settings.database.path))
+    web = procs.web(child_env(settings))
     client = Client(f"http://{HOST}:{web.port}", timeout_s=2)
     assert client.refresh()
     before = [client.variant("sticky_a", f"u{n}") for n in range(1000)]
@@ -94,7 +94,7 @@ def test_the_client_keeps_serving_through_a_server_restart(tmp_path, procs, sett
     assert client.refresh() is False
     assert client.last_error is not None and "Connection" in client.last_error
     assert [client.variant("sticky_a", f"u{n}") for n in range(1000)] == before
-    again = procs.web(child_env(settings.database.path), port=web.port)
+    again = procs.web(child_env(settings), port=web.port)
     assert again.port == web.port
     assert client.refresh() is False  # 304: the same split has the same ETag after a restart
     assert client.last_error is None
@@ -103,7 +103,7 @@ def test_the_client_keeps_serving_through_a_server_restart(tmp_path, procs, sett
 
 def test_a_client_with_a_cache_file_starts_with_the_last_good_payload(tmp_path, procs, settings):
     publish_day(settings, 0)
-    web = procs.web(child_env(settings.database.path))
+    web = procs.web(child_env(settings))
     path = tmp_path / "splits.json"
     first = Client(f"http://{HOST}:{web.port}", cache_path=str(path))
     assert first.refresh()

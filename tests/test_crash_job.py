@@ -30,15 +30,13 @@ def served_run(server, run_id: int) -> dict:
     )
 
 
-def runs(db_path) -> list[tuple]:
-    return query(db_path, "SELECT id, trigger, status, error, finished_at FROM run ORDER BY id")
+def runs(target) -> list[tuple]:
+    return query(target, "SELECT id, trigger, status, error, finished_at FROM run ORDER BY id")
 
 
 @pytest.fixture
-def env(tmp_path):
-    return child_env(
-        tmp_path / "bandit.db", BANDIT_SCHEDULE_LEASE_SECONDS=LEASE, BANDIT_SERVER_REFRESH_MS=50
-    )
+def env(settings):
+    return child_env(settings, BANDIT_SCHEDULE_LEASE_SECONDS=LEASE, BANDIT_SERVER_REFRESH_MS=50)
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def server_with_a_run(procs, env):
 
 @pytest.mark.processes
 def test_run_killed_while_publishing_leaves_previous_split_whole(
-    tmp_path, procs, env, server_with_a_run
+    settings, procs, env, server_with_a_run
 ):
     server = server_with_a_run
     before = served(server)
@@ -64,11 +62,12 @@ def test_run_killed_while_publishing_leaves_previous_split_whole(
 
     assert served(server) == before
     post_day(server, [91, 10, 20])  # the dead writer's lock is gone
-    assert runs(tmp_path / "bandit.db")[-1][2] == "running"
+    assert runs(settings)[-1][2] == "running"
 
-    # No wait for the lease: the dead holder's pid is gone, which the next run sees.
+    # No wait for the lease: the dead holder's pid is gone (SQLite) or its session lock
+    # freed (PostgreSQL), which the next run sees.
     assert run_once(procs, env).process.returncode == 0
-    killed, after = runs(tmp_path / "bandit.db")[1:]
+    killed, after = runs(settings)[1:]
     assert killed[2] == "failed" and "abandoned" in killed[3] and killed[4] is not None
     assert after[2] == "success"
     new = served_run(server, after[0])
@@ -78,7 +77,7 @@ def test_run_killed_while_publishing_leaves_previous_split_whole(
 
 @pytest.mark.processes
 def test_run_killed_while_staging_lets_writers_through_and_publishes_nothing(
-    tmp_path, procs, env, server_with_a_run
+    settings, procs, env, server_with_a_run
 ):
     server = server_with_a_run
     before = served(server)
@@ -88,9 +87,9 @@ def test_run_killed_while_staging_lets_writers_through_and_publishes_nothing(
     job.kill()
 
     assert served(server) == before
-    assert runs(tmp_path / "bandit.db")[-1][2] == "running"
+    assert runs(settings)[-1][2] == "running"
     assert run_once(procs, env).process.returncode == 0
-    new = served_run(server, runs(tmp_path / "bandit.db")[-1][0])
+    new = served_run(server, runs(settings)[-1][0])
     assert new["allocations"] != before["allocations"]
 
 
@@ -101,37 +100,34 @@ def clock(procs, env, **pauses):
 
 @pytest.mark.processes
 def test_sigterm_during_the_catch_up_run_cancels_it_and_exits_cleanly(
-    tmp_path, procs, env, server_with_a_run
+    settings, procs, env, server_with_a_run
 ):
     before = served(server_with_a_run)
     child = clock(procs, env, BANDIT_TEST_PAUSE_COMPUTE="0.5")
     child.wait_for_line("test pause: compute")
     child.signal(signal.SIGTERM)
     assert child.wait(timeout=10) == 0, child.output
-    _, trigger, status, error, finished = runs(tmp_path / "bandit.db")[-1]
+    _, trigger, status, error, finished = runs(settings)[-1]
     assert (trigger, status) == ("catch_up", "cancelled")
     assert "cancelled" in error and finished is not None
-    assert (
-        query(tmp_path / "bandit.db", "SELECT COUNT(*) FROM run WHERE status = 'running'")[0][0]
-        == 0
-    )
+    assert query(settings, "SELECT COUNT(*) FROM run WHERE status = 'running'")[0][0] == 0
     assert served(server_with_a_run) == before
 
 
 @pytest.mark.processes
 def test_sigterm_during_publish_lets_the_publish_finish_whole(
-    tmp_path, procs, env, server_with_a_run
+    settings, procs, env, server_with_a_run
 ):
     child = clock(procs, env, BANDIT_TEST_PAUSE_PUBLISH="1")
     child.wait_for_line("test pause: publish")
     child.signal(signal.SIGTERM)
     assert child.wait(timeout=10) == 0, child.output
-    run_id, trigger, status, _, _ = runs(tmp_path / "bandit.db")[-1]
+    run_id, trigger, status, _, _ = runs(settings)[-1]
     assert (trigger, status) == ("catch_up", "success")
     # The catch-up is for today, so routers keep tomorrow's split from run 1; check rows.
     sums = query(
-        tmp_path / "bandit.db",
-        "SELECT experiment_id, COUNT(*), ROUND(SUM(percentage), 6) FROM allocation"
+        settings,
+        "SELECT experiment_id, COUNT(*), ROUND(CAST(SUM(percentage) AS NUMERIC), 6) FROM allocation"
         " WHERE run_id = ? GROUP BY experiment_id",
         run_id,
     )
@@ -139,7 +135,7 @@ def test_sigterm_during_publish_lets_the_publish_finish_whole(
 
 
 @pytest.mark.processes
-def test_sigterm_to_an_idle_clock_stops_it(tmp_path, procs, env):
+def test_sigterm_to_an_idle_clock_stops_it(settings, procs, env):
     child = clock(procs, {**env, "BANDIT_SCHEDULE_CATCH_UP": "false"})
     child.wait_for_line("clock started")
     child.signal(signal.SIGTERM)
@@ -149,7 +145,7 @@ def test_sigterm_to_an_idle_clock_stops_it(tmp_path, procs, env):
 
 @pytest.mark.processes
 def test_clock_killed_mid_run_and_restarted_at_once_redoes_the_night(
-    tmp_path, procs, env, server_with_a_run
+    settings, procs, env, server_with_a_run
 ):
     crashed = clock(procs, env, BANDIT_TEST_PAUSE_COMPUTE="5")
     crashed.wait_for_line("test pause: compute")
@@ -158,6 +154,6 @@ def test_clock_killed_mid_run_and_restarted_at_once_redoes_the_night(
     restarted.wait_for_line("clock started")
     restarted.signal(signal.SIGTERM)
     assert restarted.wait(timeout=10) == 0
-    (_, *killed), (_, *redone) = runs(tmp_path / "bandit.db")[-2:]
+    (_, *killed), (_, *redone) = runs(settings)[-2:]
     assert killed[:2] == ["catch_up", "failed"] and "abandoned" in killed[2]
     assert redone[:2] == ["catch_up", "success"]

@@ -38,9 +38,9 @@ def expected_rows(i: int) -> set[tuple]:
     }
 
 
-def stored_rows(db_path) -> list[tuple]:
+def stored_rows(target) -> list[tuple]:
     return query(
-        db_path,
+        target,
         "SELECT e.name, m.date, v.name, m.impressions, m.clicks FROM daily_metric m"
         " JOIN experiment e ON e.id = m.experiment_id JOIN variant v ON v.id = m.variant_id",
     )
@@ -77,21 +77,20 @@ def load_until_killed(server, acked: set) -> None:
 
 
 @pytest.mark.processes
-def test_acknowledged_writes_survive_sigkill_and_retries_never_double_count(tmp_path, procs):
-    db_path = tmp_path / "bandit.db"
-    env = child_env(db_path)
+def test_acknowledged_writes_survive_sigkill_and_retries_never_double_count(settings, procs):
+    env = child_env(settings)
     acked: set[int] = set()
     load_until_killed(procs.server(env), acked)
     assert KILL_AFTER_ACKS <= len(acked) < PAYLOADS, "the kill must land mid-stream"
 
     restarted = procs.server(env)
-    stored = set(stored_rows(db_path))
+    stored = set(stored_rows(settings))
     for i in acked:
         assert expected_rows(i) <= stored, f"acknowledged request {i} lost or changed"
 
     retry = sorted(set(range(PAYLOADS)) - acked) + sorted(acked)[:50]
     for i in retry:
         assert restarted.request("POST", "/data", payload(i))[0] == 200
-    rows = stored_rows(db_path)
+    rows = stored_rows(settings)
     assert len(rows) == len(set(rows)) == PAYLOADS * 3
     assert set(rows) == set().union(*(expected_rows(i) for i in range(PAYLOADS)))

@@ -78,7 +78,7 @@ store_rows(rows)
 
 @pytest.mark.processes
 @pytest.mark.parametrize("how", ["move", "delete"])
-def test_a_database_moved_or_deleted_under_a_running_web_is_a_503_never_a_new_file(
+def test_a_sqlite_file_moved_or_deleted_under_a_running_web_is_a_503_never_a_new_file(
     tmp_path, procs, how
 ):
     path, moved = tmp_path / "bandit.db", tmp_path / "bandit.db.moved"
@@ -106,7 +106,7 @@ def test_a_database_moved_or_deleted_under_a_running_web_is_a_503_never_a_new_fi
 
 
 @pytest.mark.processes
-def test_a_database_replaced_under_a_running_web_is_a_503_naming_it(tmp_path, procs):
+def test_a_sqlite_file_replaced_under_a_running_web_is_a_503_naming_it(tmp_path, procs):
     path = tmp_path / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", day_post(0))[0] == 200
@@ -119,7 +119,7 @@ def test_a_database_replaced_under_a_running_web_is_a_503_naming_it(tmp_path, pr
 
 
 @pytest.mark.processes
-def test_a_database_file_truncated_to_zero_bytes_is_refused_at_start(tmp_path):
+def test_a_sqlite_file_truncated_to_zero_bytes_is_refused_at_start(tmp_path):
     path = tmp_path / "bandit.db"
     path.write_bytes(b"")
     status, output = start_web(tmp_path)
@@ -129,7 +129,7 @@ def test_a_database_file_truncated_to_zero_bytes_is_refused_at_start(tmp_path):
 
 
 @pytest.mark.processes
-def test_garbage_in_the_middle_of_the_database_is_refused_at_start(tmp_path):
+def test_garbage_in_the_middle_of_the_sqlite_file_is_refused_at_start(tmp_path):
     path = filled(tmp_path / "bandit.db")
     pages = path.stat().st_size // 4096
     with open(path, "r+b") as f:
@@ -141,7 +141,7 @@ def test_garbage_in_the_middle_of_the_database_is_refused_at_start(tmp_path):
 
 
 @pytest.mark.processes
-def test_a_wal_file_without_its_database_is_refused_not_started_over(tmp_path):
+def test_a_sqlite_wal_file_without_its_database_is_refused_not_started_over(tmp_path):
     path = filled(tmp_path / "bandit.db")
     (tmp_path / "bandit.db-wal").write_bytes(b"")
     path.unlink()
@@ -202,7 +202,7 @@ def test_a_run_on_a_sqlite_file_corrupted_since_start_fails_and_its_row_says_why
 
 @pytest.mark.processes
 @pytest.mark.parametrize("command", [["scheduler", "run-once"], ["ingest", "rows.csv"]])
-def test_the_command_line_refuses_an_empty_database_file_in_one_line(tmp_path, procs, command):
+def test_the_command_line_refuses_an_empty_sqlite_file_in_one_line(tmp_path, procs, command):
     path = tmp_path / "bandit.db"
     path.write_bytes(b"")
     child = procs.start(["-m", *command], child_env(path))
@@ -212,7 +212,9 @@ def test_the_command_line_refuses_an_empty_database_file_in_one_line(tmp_path, p
 
 
 @pytest.mark.processes
-def test_with_create_if_missing_off_a_missing_database_is_refused_until_core_init(tmp_path, procs):
+def test_with_create_if_missing_off_a_missing_sqlite_file_is_refused_until_core_init(
+    tmp_path, procs
+):
     path = tmp_path / "bandit.db"
     status, output = start_web(tmp_path, BANDIT_DATABASE_CREATE_IF_MISSING="false")
     assert status != 0

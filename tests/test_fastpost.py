@@ -89,14 +89,20 @@ def answer(response) -> tuple:
     return response.status_code, response.content, headers, made is not None
 
 
+NEW_DATABASE = []  # the test's new_database fixture (conftest), set by databases()
+
+
+@pytest.fixture(autouse=True)
+def databases(new_database):
+    NEW_DATABASE[:] = [new_database]
+    yield
+    NEW_DATABASE.clear()
+
+
 def answers(settings, name: str, requests: list, fast: bool, keys=None) -> list[tuple]:
     """Send the requests in order to a new app on its own database; fast=False turns the
     fast path off, so FastAPI's route answers everything."""
-    path = str(settings.database.path).replace(".db", f"-{name}.db")
-    settings = dataclasses.replace(
-        settings, database=dataclasses.replace(settings.database, path=path)
-    )
-    app = create_app(settings, keys or ApiKeys())
+    app = create_app(NEW_DATABASE[0](settings), keys or ApiKeys())
     if not fast:
         app.fast_post = None
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -184,18 +190,24 @@ def test_the_arm_cap_refusal_from_the_writer_is_the_routes(settings):
     assert found[0][0] == 422
 
 
-@pytest.mark.parametrize(
-    "error, status",
-    [
-        (OperationalError("database is locked"), 503),
-        (OperationalError("disk I/O error"), 503),
-        (RuntimeError("a bug"), 500),
-    ],
-)
-def test_a_failed_write_gets_the_routes_error(settings, monkeypatch, error, status):
+def writer_error(kind: str, engine: str) -> Exception:
+    """The error each engine's driver raises for a busy lock or a storage fault."""
+    if kind == "bug":
+        return RuntimeError("a bug")
+    if engine == "sqlite":
+        return OperationalError({"busy": "database is locked", "storage": "disk I/O error"}[kind])
+    import psycopg
+
+    return {"busy": psycopg.errors.LockNotAvailable, "storage": psycopg.errors.DiskFull}[kind](
+        "from the test"
+    )
+
+
+@pytest.mark.parametrize("kind, status", [("busy", 503), ("storage", 503), ("bug", 500)])
+def test_a_failed_write_gets_the_routes_error(settings, engine, monkeypatch, kind, status):
     def failing(rows, cap=None):
         future = Future()
-        future.set_exception(error)
+        future.set_exception(writer_error(kind, engine))
         return future
 
     monkeypatch.setattr(api.fastpost, "queue_rows", failing)

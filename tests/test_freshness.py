@@ -11,8 +11,8 @@ pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
-def env(tmp_path):
-    return child_env(tmp_path / "bandit.db")
+def env(settings):
+    return child_env(settings)
 
 
 def test_publish_by_run_once_in_another_process_is_served_within_a_second(procs, env):

@@ -116,7 +116,7 @@ def test_both_length_and_chunked_framing_is_refused_and_the_connection_closed(tm
 
 
 @pytest.mark.processes
-def test_a_database_path_in_a_missing_directory_is_refused_naming_the_setting(tmp_path):
+def test_a_sqlite_database_path_in_a_missing_directory_is_refused_naming_the_setting(tmp_path):
     missing = tmp_path / "var" / "lib" / "bandit" / "bandit.db"
     status, output = run_module(tmp_path, "api", BANDIT_DATABASE_PATH=missing)
     assert status == 2

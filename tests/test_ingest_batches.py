@@ -11,12 +11,12 @@ from datetime import date, timedelta
 import pytest
 from peewee import OperationalError
 
-from core.db import database
+from core.db import database, temporary_tables
 from core.schema import Variant
 from ingest import metrics, staging
 from ingest.__main__ import main
 from ingest.metrics import MetricRow
-from tests.helpers import stored_counts
+from tests.helpers import Other, stored_counts
 
 HEADER = "experiment_id,date,variant_id,impressions,clicks\n"
 BATCH = 7
@@ -218,3 +218,18 @@ def test_rows_of_a_new_arm_another_writer_stored_first_are_replaced(
     assert main([str(write_csv(tmp_path, lines))]) == 0
     assert "loaded 2 rows" in capsys.readouterr().out
     assert stored_counts("big") == [("2025-01-01", "v0", 30, 3), ("2025-01-01", "v1", 40, 4)]
+
+
+def test_the_staging_table_belongs_to_the_loaders_connection_alone(db, settings):
+    # A TEMP table: another process (or a second load) neither sees it nor collides with
+    # it. On PostgreSQL it was once made a plain table, shared by every session.
+    with staging.Staging():
+        assert "staged_metric" in temporary_tables()
+        with Other(settings) as other:
+            if other.postgres:
+                found = "SELECT relpersistence FROM pg_class WHERE relname = 'staged_metric'"
+                assert other.execute(found) == [("t",)]
+            else:
+                found = "SELECT name FROM sqlite_master WHERE name = 'staged_metric'"
+                assert other.execute(found) == []
+    assert temporary_tables() == []

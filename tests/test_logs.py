@@ -100,11 +100,11 @@ def test_json_lines_carry_time_level_logger_message_request_id_and_fields():
 
 
 @pytest.mark.processes
-def test_a_real_server_logs_json_lines_with_the_request_id(procs, tmp_path):
+def test_a_real_server_logs_json_lines_with_the_request_id(procs, tmp_path, settings):
     config = tmp_path / "logging.json"
     config.write_text(json.dumps(log_config("json")))
     args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--log-config", str(config)]
-    server = procs.start([*args, "--host", HOST, "--port", "0"], child_env(tmp_path / "b.db"))
+    server = procs.start([*args, "--host", HOST, "--port", "0"], child_env(settings))
     port = int(server.wait_for_line(r"running on http://127\.0\.0\.1:(\d+)").group(1))
     status = get(port, "/healthz", {"X-Request-ID": "trace-9"})
     server.wait_for_line(r"trace-9")

@@ -135,12 +135,12 @@ def livez_counts(directory) -> list[float]:
 
 
 @pytest.mark.processes
-def test_several_workers_add_up_their_counts(procs, tmp_path):
+def test_several_workers_add_up_their_counts(procs, tmp_path, settings):
     """Two uvicorn workers in multiprocess mode: once both have answered, every scrape,
     whichever worker answers it, counts the requests both served."""
     shared = tmp_path / "metrics"  # its own directory: every *.db in it is read as metrics
     shared.mkdir()
-    env = child_env(tmp_path / "bandit.db", PROMETHEUS_MULTIPROC_DIR=shared)
+    env = child_env(settings, PROMETHEUS_MULTIPROC_DIR=shared)
     args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--workers", "2"]
     server = procs.start([*args, "--host", HOST, "--port", "0"], env)
     try:

@@ -3,8 +3,6 @@ saying what happened; the clock looks again for a scheduled time that passed wit
 run. Real clock processes, a real lock held by another connection."""
 
 import signal
-import sqlite3
-from contextlib import closing, contextmanager
 from datetime import timedelta
 
 import pytest
@@ -14,26 +12,17 @@ from core.schema import Run
 from scheduler.clock import CHECK_EVERY_S, check_missed
 from scheduler.runs import retrying
 from tests.helpers import NOW, load_contract
-from tests.processes import child_env, query, wait_for
+from tests.processes import child_env, is_postgres, query, wait_for, write_lock
 
 
-@contextmanager
-def write_lock(path):
-    """Another connection holding the database's write lock, as a long publish would."""
-    with closing(sqlite3.connect(path, timeout=10, isolation_level=None)) as holder:
-        holder.execute("BEGIN IMMEDIATE")
-        yield holder
-        holder.execute("ROLLBACK")
-
-
-def runs(path) -> list[tuple]:
-    return query(path, "SELECT trigger, status, error FROM run ORDER BY id")
+def runs(target) -> list[tuple]:
+    return query(target, "SELECT trigger, status, error FROM run ORDER BY id")
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(settings):
     return child_env(
-        tmp_path / "bandit.db",
+        settings,
         BANDIT_DATABASE_BUSY_TIMEOUT_MS=100,
         BANDIT_SCHEDULE_LEASE_SECONDS=2,
         BANDIT_SCHEDULE_RETRY_SECONDS=30,
@@ -46,49 +35,48 @@ def created(procs, env) -> None:
 
 
 @pytest.mark.processes
-def test_a_scheduled_run_waits_out_a_lock_held_when_it_starts(tmp_path, procs, env):
-    path = tmp_path / "bandit.db"
+def test_a_scheduled_run_waits_out_a_lock_held_when_it_starts(settings, procs, env):
     created(procs, env)
-    with write_lock(path):
+    with write_lock(settings):
         clock = procs.start(["-m", "scheduler"], env)
         clock.wait_for_line(r"starting the run: the database is locked .*again in 1 s")
-    wait_for(lambda: len(runs(path)) == 2, 20, "the catch-up run's row")
-    wait_for(lambda: runs(path)[1][1] == "success", 20, "the catch-up run to succeed")
-    assert runs(path)[1][0] == "catch_up"
+    wait_for(lambda: len(runs(settings)) == 2, 20, "the catch-up run's row")
+    wait_for(lambda: runs(settings)[1][1] == "success", 20, "the catch-up run to succeed")
+    assert runs(settings)[1][0] == "catch_up"
     clock.signal(signal.SIGTERM)
     assert clock.wait() == 0
 
 
 @pytest.mark.processes
-def test_a_lock_taken_before_the_publish_is_waited_out(tmp_path, procs, env):
-    path = tmp_path / "bandit.db"
+def test_a_lock_taken_before_the_publish_is_waited_out(settings, procs, env):
     created(procs, env)
     clock = procs.start(["-m", "scheduler"], {**env, "BANDIT_TEST_PAUSE_STAGE": "1"})
     clock.wait_for_line("test pause: stage")
-    with write_lock(path):
+    with write_lock(settings):
         clock.wait_for_line(r"publishing run 2: the database is locked .*again in 2 s")
-    wait_for(lambda: runs(path)[1][1] == "success", 30, "the catch-up run to succeed")
+    wait_for(lambda: runs(settings)[1][1] == "success", 30, "the catch-up run to succeed")
     clock.signal(signal.SIGTERM)
     assert clock.wait() == 0
 
 
 @pytest.mark.processes
 def test_a_lock_outlasting_the_retries_fails_the_run_with_the_reason_in_its_row(
-    tmp_path, procs, env
+    settings, procs, env
 ):
-    path = tmp_path / "bandit.db"
     created(procs, env)
     quick = {**env, "BANDIT_TEST_PAUSE_STAGE": "1", "BANDIT_SCHEDULE_RETRY_SECONDS": "1"}
     clock = procs.start(["-m", "scheduler"], quick)
     clock.wait_for_line("test pause: stage")
-    with write_lock(path):
+    with write_lock(settings):
         clock.wait_for_line(r"recording run 2 failed: the database is locked")
-    wait_for(lambda: runs(path)[1][1] != "running", 30, "the run's outcome in its row")
-    _, status, error = runs(path)[1]
+    wait_for(lambda: runs(settings)[1][1] != "running", 30, "the run's outcome in its row")
+    _, status, error = runs(settings)[1]
     assert status == "failed"
-    assert error == (
-        "the write lock stayed taken through 1 s of retries: OperationalError: database is locked"
-    )
+    reason = "the write lock stayed taken through 1 s of retries: OperationalError: "
+    if is_postgres(settings):
+        assert error.startswith(reason + "canceling statement due to lock timeout"), error
+    else:
+        assert error == reason + "database is locked"
     clock.signal(signal.SIGTERM)
     assert clock.wait() == 0
 

@@ -24,16 +24,16 @@ def fresh_connection_get(port: int, path: str) -> bytes:
         return conn.getresponse().read()
 
 
-def test_the_web_process_serves_on_httptools_and_uvloop(tmp_path, procs):
-    web = procs.web(child_env(tmp_path / "bandit.db"))
+def test_the_web_process_serves_on_httptools_and_uvloop(settings, procs):
+    web = procs.web(child_env(settings))
     assert web.request("GET", "/healthz")[0] == 200
     libraries = loaded_libraries(web.process.pid)
     assert "httptools/parser" in libraries
     assert "uvloop/loop" in libraries
 
 
-def test_the_access_log_is_off_by_default(tmp_path, procs):
-    web = procs.web(child_env(tmp_path / "bandit.db"))
+def test_the_access_log_is_off_by_default(settings, procs):
+    web = procs.web(child_env(settings))
     web.request("GET", "/healthz")
     web.request("GET", "/allocation?experiment_id=none")
     assert web.worker_pids() == []
@@ -41,14 +41,14 @@ def test_the_access_log_is_off_by_default(tmp_path, procs):
     assert "GET /allocation" not in web.output
 
 
-def test_the_access_log_setting_logs_each_request(tmp_path, procs):
-    web = procs.web(child_env(tmp_path / "bandit.db", BANDIT_SERVER_ACCESS_LOG="true"))
+def test_the_access_log_setting_logs_each_request(settings, procs):
+    web = procs.web(child_env(settings, BANDIT_SERVER_ACCESS_LOG="true"))
     web.request("GET", "/healthz")
     web.wait_for_line(r'"GET /healthz HTTP/1.1" 200', timeout=10)
 
 
-def test_every_worker_serves_a_recompute_made_in_one_of_them(tmp_path, procs):
-    web = procs.web(child_env(tmp_path / "bandit.db", BANDIT_SERVER_WORKERS="2"))
+def test_every_worker_serves_a_recompute_made_in_one_of_them(settings, procs):
+    web = procs.web(child_env(settings, BANDIT_SERVER_WORKERS="2"))
     wait_for(lambda: len(web.worker_pids()) == 2, 20, "two worker processes")
     # The port is bound before the workers start; each listens once its startup is done.
     wait_for(lambda: web.output.count("Application startup complete") == 2, 20, "both workers")

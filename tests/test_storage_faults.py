@@ -11,10 +11,13 @@ import subprocess
 
 import pytest
 
-from core.db import OperationalError, write_transaction
+from core.db import OperationalError, database, write_transaction
 from core.db import health as storage_health
+from core.migrations import open_database
 from core.schema import Experiment
+from core.settings import DatabaseSettings
 from tests.helpers import body
+from tests.postgres import require_cluster
 from tests.processes import child_env, query, run_once
 
 
@@ -78,7 +81,9 @@ def fill(directory) -> None:
 
 
 @pytest.mark.processes
-def test_a_full_disk_is_a_503_naming_it_and_writes_resume_when_space_returns(small_disk, procs):
+def test_a_full_disk_under_the_sqlite_file_is_a_503_naming_it_and_writes_resume_when_space_returns(
+    small_disk, procs
+):
     path = small_disk / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", post(0))[0] == 200
@@ -97,7 +102,9 @@ def test_a_full_disk_is_a_503_naming_it_and_writes_resume_when_space_returns(sma
 
 
 @pytest.mark.processes
-def test_an_io_error_is_a_503_naming_it_and_writes_resume_after_it(tmp_path, procs):
+def test_an_io_error_on_the_sqlite_file_is_a_503_naming_it_and_writes_resume_after_it(
+    tmp_path, procs
+):
     path = tmp_path / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", post(0))[0] == 200
@@ -133,7 +140,7 @@ def immutable(tmp_path):
 
 
 @pytest.mark.processes
-def test_a_read_only_database_file_is_a_503_naming_it_and_writes_resume(tmp_path, procs, immutable):
+def test_a_read_only_sqlite_file_is_a_503_naming_it_and_writes_resume(tmp_path, procs, immutable):
     path = tmp_path / "bandit.db"
     first = procs.server(child_env(path))
     assert first.request("POST", "/data", post(0))[0] == 200
@@ -145,7 +152,8 @@ def test_a_read_only_database_file_is_a_503_naming_it_and_writes_resume(tmp_path
     assert_storage_refusal(status, answer, "the database file is read-only")
     assert_degraded(server, "read-only")
     immutable(path, on=False)
-    assert server.request("POST", "/data", post(2))[0] == 200
+    status, answer = server.request("POST", "/data", post(2))
+    assert status == 200, answer
     assert server.request("GET", "/healthz")[1]["status"] == "ok"
     server.signal(signal.SIGTERM)
     server.wait()
@@ -164,7 +172,9 @@ store_rows([MetricRow(f"e{e}", date(2025, 12, 1), v, 100, 5) for e in range(500)
 
 
 @pytest.mark.processes
-def test_a_run_that_meets_a_full_disk_fails_and_its_row_names_the_disk(small_disk, procs):
+def test_a_run_that_meets_a_full_disk_under_the_sqlite_file_fails_and_its_row_names_the_disk(
+    small_disk, procs
+):
     path = small_disk / "bandit.db"
     env = child_env(path)
     assert procs.start(["-c", LOAD], env).wait(60) == 0
@@ -191,3 +201,36 @@ def test_a_full_disk_inside_a_savepoint_keeps_sqlites_words_and_degrades_health(
     with write_transaction():
         Experiment.create(name="fits")
     assert storage_health.problems() == []
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL cluster of this test's own (the session's is shared: it cannot be
+    stopped), with the service's schema in its `postgres` database."""
+    cluster = require_cluster()
+    try:
+        open_database(DatabaseSettings(url=cluster.url()), create=True)
+        database.obj.close_all()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.processes
+def test_the_postgres_server_stopped_under_a_running_web_is_a_503_naming_it_and_writes_resume(
+    own_postgres, procs
+):
+    server = procs.server(child_env(own_postgres.url()))
+    assert server.request("POST", "/data", post(0))[0] == 200
+    own_postgres._run("pg_ctl", "-w", "-D", own_postgres.data, "-m", "fast", "stop")
+    status, answer = server.request("POST", "/data", post(1))
+    assert_storage_refusal(status, answer, "database server")
+    status, health = server.request("GET", "/healthz")
+    assert status == 503 and health["status"] == "error", health
+    assert any("database server was shut down" in r for r in health["reasons"]), health
+    own_postgres.launch()
+    status, answer = server.request("POST", "/data", post(2))
+    assert status == 200, answer
+    assert server.request("GET", "/healthz")[1]["status"] == "ok"
+    assert stored_experiments(own_postgres.url()) == 2
+    assert "unhandled error" not in server.output

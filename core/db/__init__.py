@@ -253,7 +253,7 @@ class ChangeListener:
         except Exception:  # the driver's error, or the server gone: listen again later
             logging.getLogger("bandit.db").warning("lost the change listener", exc_info=True)
             self.close()
-            stopped.wait(min(self.interval_s * 4, self.fallback_s))
+            stopped.wait(min(1.0, self.fallback_s))  # then listen again, and catch up
 
     def notified(self, timeout_s: float) -> bool:
         got = any(True for _ in self.conn.notifies(timeout=timeout_s, stop_after=1))

@@ -70,8 +70,10 @@ STORAGE = {
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg error, also inside peewee's wrapper."""
-    for candidate in (exc, exc.args[0] if exc.args else None, exc.__cause__):
+    """The SQLSTATE of a psycopg error, also inside peewee's wrapper (which raises its own
+    error while handling the driver's: the driver's is then its __context__)."""
+    candidates = (exc, exc.args[0] if exc.args else None, exc.__cause__, exc.__context__)
+    for candidate in candidates:
         state = getattr(candidate, "sqlstate", None)
         if state:
             return state
@@ -244,8 +246,20 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     # -- transactions and locks
 
+    def replace_broken_connection(self) -> None:
+        """A thread that keeps its connection (the POST /data writer does) would go on
+        using it after the server closed it (a restart, a failover): every write refused
+        until the thread idles. Before a transaction, such a connection is given back (the
+        pool drops it) and a new one taken."""
+        conn = self._state.conn
+        if conn is not None and not self._state.closed and (conn.closed or conn.broken):
+            self.close()
+            self.connect()
+
     @contextlib.contextmanager
     def write_atomic(self, scope: str):
+        if self.transaction_depth() == 0:
+            self.replace_broken_connection()
         wait, self.local.lock_wait_ms = getattr(self.local, "lock_wait_ms", None), None
         with self.atomic() as transaction:
             if wait is not None:  # for this transaction only: the connection is pooled
@@ -289,7 +303,10 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         state = sqlstate(exc)
         if state in STORAGE:
             return f"{STORAGE[state]} ({exc})".strip()
-        if state is None and isinstance(exc, (psycopg.OperationalError, InterfaceError)):
+        driver = exc.__context__ if isinstance(exc, DatabaseError) else exc  # peewee's wrapper
+        if state is None and isinstance(
+            driver, (psycopg.OperationalError, psycopg.InterfaceError, InterfaceError)
+        ):
             return f"the database server cannot be reached ({exc})".strip()
         if state and state.startswith("08"):  # connection exceptions
             return f"the connection to the database server failed ({exc})".strip()
@@ -341,8 +358,10 @@ class PostgresDatabase(PooledPostgresqlDatabase):
 
     def create_staging_table(self, model) -> None:
         """The table and its primary key only: COPY into it is several times faster than
-        into one with a unique index, which index_staged builds once every row is in."""
-        model._schema.create_table()
+        into one with a unique index, which index_staged builds once every row is in.
+        TEMPORARY as the model says (the schema manager does not read Meta.temporary: a
+        plain CREATE TABLE would be shared by every session, and every concurrent load)."""
+        model._schema.create_table(temporary=model._meta.temporary)
 
     def stage_rows(self, model, rows: list[tuple], skip_repeats: bool = False) -> None:
         """COPY ... FROM STDIN. Every row goes in (the unique indexes come later, with
