@@ -70,12 +70,12 @@ class Staging:
         self.duplicates: list[tuple[int, str]] = []  # (line, problem), in line order
         self.days: dict[date, str] = {}
         self.checks_on_arrival = True  # set in __enter__, by the engine
-        self.stream = ExitStack()  # the open staging_stream, until finish
+        self.stream = ExitStack()  # the staging_stream, from the first batch until finish
+        self.write = None
 
     def __enter__(self) -> "Staging":
         create_staging_table(StagedMetric)
         self.checks_on_arrival = staging_keeps_out_repeats()
-        self.write = self.stream.enter_context(staging_stream(StagedMetric))
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -97,6 +97,8 @@ class Staging:
         is noted in `duplicates`."""
         if not self.batch:
             return
+        if self.write is None:  # no other statement on this connection until finish
+            self.write = self.stream.enter_context(staging_stream(StagedMetric))
         self.write(self.batch)
         # Counted, not taken from the cursor: executemany's rowcount differs by driver.
         if self.checks_on_arrival and staged_since(self.batch[0][0]) < len(self.batch):

@@ -393,7 +393,9 @@ def staging_stream(model):
     """A context manager giving a function that appends a batch of rows to the staging
     table of `model` (as stage_rows with skip_repeats): SQLite commits each batch as it
     comes; PostgreSQL sends them all through one COPY, ended (and its transaction
-    committed) with the block, so every row is in only after it."""
+    committed) with the block, so every row is in only after it. Inside the block the
+    connection runs nothing else: on PostgreSQL another statement would wait for the
+    COPY's end, that is forever."""
     return database.obj.staging_stream(model)
 
 
