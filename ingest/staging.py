@@ -11,6 +11,8 @@ earlier row, which a dict of every key seen would again hold in memory: on SQLit
 row arrives (the index is there from the start and the row is left out); on PostgreSQL,
 where the rows go in with COPY into a table without that index, when the index is built
 after the last row (`finish`), and only if that fails, one query names every repeat.
+There one COPY takes every batch of the file (core.db.staging_stream), so the server
+stores a batch while the loader reads the next.
 Once the file is valid, `store` copies the table into daily_metric with one INSERT ...
 SELECT in the write transaction: the database joins each row to its ids.
 
@@ -18,6 +20,7 @@ A TEMP table belongs to one connection: stage and store on the same thread and
 connection, not through the group-commit writer thread (ingest/group_commit.py).
 """
 
+from contextlib import ExitStack
 from datetime import date
 
 from peewee import SQL, BigIntegerField, DateField, IntegerField, Model, TextField, Value, fn
@@ -31,8 +34,8 @@ from core.db import (
     index_staged,
     prepared,
     slices,
-    stage_rows,
     staging_keeps_out_repeats,
+    staging_stream,
     write_transaction,
 )
 from core.runs_view import BULK_ROWS_COUNTER, add_to_counter
@@ -67,6 +70,8 @@ class Staging:
         self.duplicates: list[tuple[int, str]] = []  # (line, problem), in line order
         self.days: dict[date, str] = {}
         self.checks_on_arrival = True  # set in __enter__, by the engine
+        self.stream = ExitStack()  # the staging_stream, from the first batch until finish
+        self.write = None
 
     def __enter__(self) -> "Staging":
         create_staging_table(StagedMetric)
@@ -75,7 +80,10 @@ class Staging:
 
     def __exit__(self, *exc_info) -> None:
         self.batch = []
-        drop_temporary_tables([StagedMetric])
+        try:
+            self.stream.__exit__(*exc_info)  # after an error: the COPY is abandoned
+        finally:
+            drop_temporary_tables([StagedMetric])
 
     def add(self, line: int, row: MetricRow) -> None:
         experiment_id, day, variant_id, impressions, clicks = row
@@ -89,7 +97,9 @@ class Staging:
         is noted in `duplicates`."""
         if not self.batch:
             return
-        stage_rows(StagedMetric, self.batch, skip_repeats=True)  # one transaction per batch
+        if self.write is None:  # no other statement on this connection until finish
+            self.write = self.stream.enter_context(staging_stream(StagedMetric))
+        self.write(self.batch)
         # Counted, not taken from the cursor: executemany's rowcount differs by driver.
         if self.checks_on_arrival and staged_since(self.batch[0][0]) < len(self.batch):
             self.duplicates += duplicates_in(self.batch)
@@ -99,6 +109,7 @@ class Staging:
         """After the last row: flush, then (where the unique index is built only now) find
         the rows that repeat an earlier key, and give the planner the table's statistics."""
         self.flush()
+        self.stream.close()  # every row is in the table now
         if not index_staged(StagedMetric):
             self.duplicates = repeated_keys()
             # The table then holds the first row of each key, as where repeats stay out.

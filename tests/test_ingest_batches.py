@@ -13,7 +13,7 @@ from peewee import OperationalError
 
 from core.db import database, temporary_tables
 from core.schema import Variant
-from ingest import staging
+from ingest import metrics, staging
 from ingest.__main__ import main
 from ingest.metrics import MetricRow
 from tests.helpers import Other, stored_counts
@@ -178,6 +178,46 @@ def test_postgres_staging_is_indexed_and_analyzed_once_every_batch_is_in(
     assert state["lines"] == list(range(2, 32))
     expected = ["line 32: duplicate of line 3 for big/2025-01-01/v1"] if repeats else []
     assert state["errors"] == expected
+
+
+@pytest.fixture
+def plain_inserts(monkeypatch):
+    """The rows of arms a load creates go in without ON CONFLICT (as on PostgreSQL) on
+    either engine."""
+    monkeypatch.setattr(database.obj, "plain_inserts_pay", True)
+
+
+def test_a_load_of_new_and_known_arms_stores_and_replaces_each(env, plain_inserts, tmp_path):
+    before = ["big,2025-01-01,v0,10,1", "big,2025-01-02,v0,20,2"]
+    assert main([str(write_csv(tmp_path, before, "before.csv"))]) == 0
+    lines = ["big,2025-01-02,v0,30,3", "big,2025-01-02,v1,40,4", "new,2025-01-02,v0,50,5"]
+    assert main([str(write_csv(tmp_path, lines))]) == 0
+    assert stored_counts("big") == [
+        ("2025-01-01", "v0", 10, 1),
+        ("2025-01-02", "v0", 30, 3),
+        ("2025-01-02", "v1", 40, 4),
+    ]
+    assert stored_counts("new") == [("2025-01-02", "v0", 50, 5)]
+
+
+def test_rows_of_a_new_arm_another_writer_stored_first_are_replaced(
+    env, plain_inserts, tmp_path, monkeypatch, capsys
+):
+    # Another writer created the arm and stored a row of it first, so the loader's variant
+    # insert left that arm; the insert without ON CONFLICT meets the key and is undone, and
+    # the upsert stores every row.
+    assert main([str(write_csv(tmp_path, ["big,2025-01-01,v0,10,1"], "before.csv"))]) == 0
+    real = metrics.MetricWriter.resolve_variants
+
+    def as_if_created_here(self, pairs):
+        real(self, pairs)
+        self.result.new_variants = list(pairs)
+
+    monkeypatch.setattr(metrics.MetricWriter, "resolve_variants", as_if_created_here)
+    lines = ["big,2025-01-01,v0,30,3", "big,2025-01-01,v1,40,4"]
+    assert main([str(write_csv(tmp_path, lines))]) == 0
+    assert "loaded 2 rows" in capsys.readouterr().out
+    assert stored_counts("big") == [("2025-01-01", "v0", 30, 3), ("2025-01-01", "v1", 40, 4)]
 
 
 def test_the_staging_table_belongs_to_the_loaders_connection_alone(db, settings):

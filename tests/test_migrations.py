@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from peewee import SqliteDatabase
+from peewee import IntegrityError, SqliteDatabase
 
 from core.db import database
 from core.db.postgres import LOCK_CLASS, SCOPES, PostgresDatabase
@@ -177,15 +177,83 @@ def test_a_step_that_fails_leaves_the_version_before_it(tmp_path, monkeypatch):
     assert (schema(path), contents(path)) == before
 
 
-def test_a_fresh_sqlite_database_indexes_experiment_only_through_the_unique_indexes(db):
-    tables = ("allocation", "allocation_reason")
-    assert {i.name for table in tables for i in db.get_indexes(table)} == {
+def test_a_fresh_database_indexes_experiment_only_through_the_unique_indexes(db):
+    tables = ("allocation", "allocation_reason", "daily_metric")
+    found = {i.name for table in tables for i in db.get_indexes(table)}
+    assert {n for n in found if not n.endswith("_pkey")} == {  # PostgreSQL's primary keys
         "allocation_experiment_id_effective_date_variant_id",
         "allocation_variant_id",
         "allocation_run_id",
         "allocation_reason_experiment_id_effective_date",
         "allocation_reason_run_id",
+        "daily_metric_experiment_id_date_variant_id",
     }
+
+
+def test_daily_metric_has_one_foreign_key_to_the_variant_of_its_experiment(db):
+    # A row per column (peewee pairs a composite key's columns wrongly on PostgreSQL; the
+    # upgrade test below reads pg_constraint): only variant is referred to.
+    keys = db.get_foreign_keys("daily_metric")
+    assert {(k.column, k.dest_table) for k in keys} == {
+        ("variant_id", "variant"),
+        ("experiment_id", "variant"),
+    }
+    now = "2025-12-22 09:00:00"
+    db.execute_sql(f"INSERT INTO experiment VALUES (1, 'a', '{now}', 0), (2, 'b', '{now}', 0)")
+    db.execute_sql(f"INSERT INTO variant VALUES (1, 1, 'control', '{now}'), (2, 2, 'x', '{now}')")
+    metric = "INSERT INTO daily_metric VALUES ({}, {}, {}, '2025-12-22', 10, 1, '" + now + "')"
+    db.execute_sql(metric.format(1, 1, 1))
+    for row in ((2, 1, 2), (3, 3, 1), (4, 1, 3)):  # another's variant, no such experiment, arm
+        with pytest.raises(IntegrityError), db.atomic():
+            db.execute_sql(metric.format(*row))
+    db.execute_sql(metric.format(5, 2, 2))
+    db.execute_sql("DELETE FROM experiment WHERE id = 1")  # through its variants
+    assert db.execute_sql("SELECT id FROM daily_metric").fetchall() == [(5,)]
+    db.execute_sql("DELETE FROM variant WHERE id = 2")  # the key's own cascade
+    assert db.execute_sql("SELECT id FROM daily_metric").fetchall() == []
+
+
+def test_step_8_refuses_a_metric_whose_variant_is_another_experiments(tmp_path):
+    path = with_rows(built(tmp_path / "old.db", 7), 7)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO experiment VALUES (2, 'other', '2025-12-20 08:00:00', 0)")
+        conn.execute("UPDATE daily_metric SET experiment_id = 2 WHERE id = 2")
+    with pytest.raises(RuntimeError, match=r"migration 8: .* \(ids 2, maybe more\)"):
+        built(path)
+    assert current_version(SqliteDatabase(str(path))) == 7
+
+
+def test_a_postgres_database_at_version_7_upgrades_with_its_rows(postgres_cluster):
+    url = postgres_cluster.clone("template0")
+    engine = PostgresDatabase(None)
+    engine.setup(DatabaseSettings(url=url))
+    try:
+        with engine.connection_context():
+            migrate(engine, 7)
+            for statement in ROWS[1]:  # the later ones are SQLite's literals (1 for true)
+                engine.execute_sql(statement)
+            before = engine.execute_sql("SELECT * FROM daily_metric ORDER BY id").fetchall()
+            assert migrate(engine) == LATEST
+            after = engine.execute_sql("SELECT * FROM daily_metric ORDER BY id").fetchall()
+            assert after == before and len(after) == 2
+            keys = engine.execute_sql(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'daily_metric'::regclass AND contype = 'f'"
+            ).fetchall()
+            assert keys == [
+                (
+                    "daily_metric_variant_id_experiment_id_fkey",
+                    "FOREIGN KEY (variant_id, experiment_id) REFERENCES variant(id,"
+                    " experiment_id) ON DELETE CASCADE",
+                )
+            ]
+            assert {i.name for i in engine.get_indexes("daily_metric")} == {
+                "daily_metric_pkey",
+                "daily_metric_experiment_id_date_variant_id",
+            }
+    finally:
+        engine.close_all()
+        postgres_cluster.drop(url)
 
 
 def test_sqlite_lookups_by_experiment_use_the_unique_index(db):

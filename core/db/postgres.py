@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import ClassVar
 
 import psycopg
-from peewee import Cast, DatabaseError, IntegrityError, InterfaceError, fn
+from peewee import Cast, DatabaseError, Expression, IntegrityError, InterfaceError, Value, fn
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg.adapt import Loader
 
@@ -283,6 +283,11 @@ class PostgresDatabase(PooledPostgresqlDatabase):
     def days_between(self, later, earlier):
         return Cast(later, "date") - earlier
 
+    plain_inserts_pay = True  # core.db.plain_inserts_pay
+
+    def one_of(self, field, values: list[int]):
+        return Expression(field, "=", fn.ANY(Value(values, unpack=False)))
+
     def is_busy(self, exc: BaseException) -> bool:
         """A lock wait past lock_timeout, a full pool, or a deadlock or serialization
         failure that outlived its retries: all settled by trying again shortly."""
@@ -367,6 +372,21 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             for row in rows:
                 copy.write_row(row)
 
+    @contextlib.contextmanager
+    def staging_stream(self, model):
+        """One COPY for every batch, in one transaction, ended when the block is: the
+        server takes in each batch while the caller reads and checks the next (one COPY
+        per batch waited for each to end)."""
+        columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+        statement = f'COPY "{model._meta.table_name}" ({columns}) FROM STDIN'
+        with self.atomic(), self.cursor().copy(statement) as copy:
+
+            def write(rows: list[tuple]) -> None:
+                for row in rows:
+                    copy.write_row(row)
+
+            yield write
+
     def index_staged(self, model) -> bool:
         """Build the model's indexes now; False when a unique one met a repeated key (then
         the table has none, and the caller looks for the repeats itself)."""
@@ -394,3 +414,12 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         conn = psycopg.connect(self.url, autocommit=True, application_name="bandit-api cache")
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
+
+
+def replace_foreign_keys(db, model, dropped: list[str]) -> None:
+    """Drop the named constraints of `model`'s table and add the model's table constraints
+    (its Meta.constraints) in one ALTER TABLE, which checks the rows against what it adds."""
+    table = model._meta.table_name
+    changes = [f'DROP CONSTRAINT "{name}"' for name in dropped]
+    changes += [f"ADD {db.get_sql_context().sql(c).query()[0]}" for c in model._meta.constraints]
+    db.execute_sql(f'ALTER TABLE "{table}" {", ".join(changes)}')

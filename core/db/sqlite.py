@@ -17,6 +17,7 @@ cause, never a new empty file that acknowledged writes would go to. A storage er
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import sqlite3
 import threading
 from urllib.parse import quote
 
-from peewee import DatabaseError, SqliteDatabase, _savepoint, fn
+from peewee import OP, SQL, DatabaseError, Expression, SqliteDatabase, _savepoint, fn
 
 from core.db.health import DatabaseFault, health
 
@@ -110,6 +111,18 @@ class PinnedDatabase(SqliteDatabase):
 
     def days_between(self, later, earlier):
         return fn.julianday(later) - fn.julianday(earlier)
+
+    @contextlib.contextmanager
+    def staging_stream(self, model):
+        """Each batch in its own transaction (stage_rows, repeats kept out), so that the
+        caller can ask what went in after each."""
+        yield lambda rows: self.stage_rows(model, rows, skip_repeats=True)
+
+    plain_inserts_pay = False  # core.db.plain_inserts_pay
+
+    def one_of(self, field, values: list[int]):
+        listed = SQL("(SELECT value FROM json_each(?))", (json.dumps(values),))
+        return Expression(field, OP.IN, listed)
 
     def is_busy(self, exc: BaseException) -> bool:
         return "locked" in str(exc) or "busy" in str(exc)
@@ -320,3 +333,20 @@ def storage_fault(exc: BaseException) -> str | None:
     code = getattr(original, "sqlite_errorcode", None) or STORAGE_MESSAGES.get(str(original), 0)
     cause = STORAGE_FAULTS.get(code & 0xFF)
     return f"{cause} ({original})" if cause else None
+
+
+def rebuild_table(db, model) -> None:
+    """Make `model`'s table again as the model now describes it, with its rows, inside the
+    caller's transaction: SQLite's ALTER TABLE can neither add nor drop a constraint. The
+    old table is renamed aside (taking its indexes with it), the new one created under
+    the name and filled with the columns both have, then the old one dropped and the
+    model's indexes built. Nothing may refer to the table (a rename would move those
+    references to the old one)."""
+    table = model._meta.table_name
+    aside = f"{table}_before_rebuild"
+    columns = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
+    db.execute_sql(f'ALTER TABLE "{table}" RENAME TO "{aside}"')
+    model._schema.create_table(safe=False)
+    db.execute_sql(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{aside}"')
+    db.execute_sql(f'DROP TABLE "{aside}"')
+    model._schema.create_indexes(safe=False)
