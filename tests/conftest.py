@@ -46,10 +46,7 @@ def pytest_generate_tests(metafunc):
     runs once per engine, as test_x[sqlite] and test_x[postgresql]."""
     if "engine" in metafunc.fixturenames:
         name = f"{metafunc.module.__name__}.{metafunc.function.__name__}"
-        engines = engines_of(name)
-        if metafunc.definition.get_closest_marker("processes") and "postgres" not in name:
-            engines = ("sqlite",)  # the process tests move to both engines next
-        metafunc.parametrize("engine", engines, scope="function")
+        metafunc.parametrize("engine", engines_of(name), scope="function")
 
 
 @pytest.fixture(scope="session")
