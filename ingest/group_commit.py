@@ -36,6 +36,7 @@ from core.db import configurations, database, is_transient, write_transaction
 Work = tuple[Callable[[], Any], Future]
 IDLE_CLOSE_S = 1.0
 RETRIES = 3  # a whole group again after a deadlock or serialization failure (PostgreSQL)
+MAX_KNOWN = 100_000  # facts kept (under 30 MB); past it they are forgotten and read again
 
 
 class Known:
@@ -62,6 +63,8 @@ class Known:
 
     def ended(self, committed: bool) -> None:
         if committed:
+            if len(self.facts) + len(self.pending) > MAX_KNOWN:  # bounded: start again
+                self.facts.clear()
             self.facts.update(self.pending)
         self.pending.clear()
         self.staged.clear()

@@ -208,3 +208,14 @@ def test_no_code_deletes_or_renames_an_experiment_or_a_variant():
         for match in DELETES_OR_RENAMES.finditer(path.read_text())
     ]
     assert found == []
+
+
+def test_known_facts_are_bounded(monkeypatch):
+    monkeypatch.setattr(group_commit, "MAX_KNOWN", 2)
+    known = group_commit.Known()
+    for key in ("a", "b", "c"):
+        known.learn(key, 1)
+        known.released(True)
+        known.ended(True)
+        assert len(known.facts) <= 2
+    assert (known.get("a"), known.get("b"), known.get("c")) == (None, None, 1)
