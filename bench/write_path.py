@@ -16,6 +16,9 @@ rounds, alternately with the service:
 - a bare ASGI app on the same uvicorn + httptools + uvloop that reads and parses the same
   bodies (bench/bare_app.py post_app), with the same load generator.
 
+With --workers N, each round also posts to `python -m api` with server.workers = N (N web
+processes on the port, each with its own writer thread and group commit).
+
 Each round also times os.fsync after a 4 KiB write to a file in the database's folder,
 so the reader sees what one commit's sync costs on this disk at that moment.
 
@@ -207,10 +210,13 @@ def post_round(args, tmp: Path, db_path: Path, pairs, requests) -> dict:
         db_path, pairs, args.seconds, args.connections
     )
     env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
-    for name, server in (
+    servers = [
         ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
         ("service", lambda: web_server(env)),
-    ):
+    ]
+    if args.workers > 1:
+        servers.append(("workers", lambda: web_server(env, workers=args.workers)))
+    for name, server in servers:
         loaded(name)
         with server() as port:
             run_load(port, requests, 1, args.connections, args.tool)
@@ -234,9 +240,9 @@ def post_rows(args, tmp: Path) -> list:
     return post_table(args, rounds)
 
 
-def ratio_cell(rounds: list[dict], against: str) -> str:
+def ratio_cell(rounds: list[dict], against: str, measured: str = "service") -> str:
     """The median of the rounds' own ratios, then every round's."""
-    ratios = [r["service"].requests_per_s / rate(r[against]) for r in rounds]
+    ratios = [r[measured].requests_per_s / rate(r[against]) for r in rounds]
     every = ", ".join(f"{x:.2f}" for x in ratios)
     return f"{statistics.median(ratios):.2f} (rounds {every})"
 
@@ -249,17 +255,21 @@ def median_of(rounds: list[dict], name: str) -> float:
     return statistics.median(rate(r[name]) for r in rounds)
 
 
-def post_table(args, rounds: list[dict]) -> list[list]:
-    service = sorted((r["service"] for r in rounds), key=rate)[len(rounds) // 2]
-    measured = (
-        f"{service.requests_per_s:,.0f} req/s (p99 {service.p99_ms:.1f} ms, "
-        f"{sum(r['service'].errors for r in rounds)} errors)"
+def measured_cell(rounds: list[dict], name: str) -> str:
+    median = sorted((r[name] for r in rounds), key=rate)[len(rounds) // 2]
+    return (
+        f"{median.requests_per_s:,.0f} req/s (p99 {median.p99_ms:.1f} ms, "
+        f"{sum(r[name].errors for r in rounds)} errors)"
     )
+
+
+def post_table(args, rounds: list[dict]) -> list[list]:
+    measured = measured_cell(rounds, "service")
     bare = sorted((r["bare"] for r in rounds), key=rate)[len(rounds) // 2]
     fsyncs = ", ".join(f"{m:,.0f} / {p:,.0f}" for m, p in (r["fsync"] for r in rounds))
     n = args.connections
     label = f"POST /data (2 variants), python -m api, 1 process, {n} connections"
-    return [
+    rows = [
         [
             label,
             f"{median_of(rounds, 'sequential'):,.0f} tx/s, sqlite3, 1 connection",
@@ -280,8 +290,33 @@ def post_table(args, rounds: list[dict]) -> list[list]:
             measured,
             ratio_cell(rounds, "bare"),
         ],
-        ["os.fsync after a 4 KiB write, database folder", "", f"median / p99 us: {fsyncs}", ""],
     ]
+    if args.workers > 1:
+        label = f"POST /data (2 variants), python -m api, {args.workers} workers, {n} connections"
+        rows += [
+            [
+                label,
+                f"{median_of(rounds, key):,.0f} tx/s, sqlite3, {against}",
+                measured_cell(rounds, "workers"),
+                ratio_cell(rounds, key, "workers"),
+            ]
+            for against, key in ((f"{n} processes", "concurrent"), ("1 connection", "sequential"))
+        ]
+        rows.append(
+            [
+                label,
+                "python -m api, 1 process (above)",
+                measured_cell(rounds, "workers"),
+                ratio_cell(rounds, "service", "workers"),
+            ]
+        )
+    fsync_row = [
+        "os.fsync after a 4 KiB write, database folder",
+        "",
+        f"median / p99 us: {fsyncs}",
+        "",
+    ]
+    return [*rows, fsync_row]
 
 
 def bulk_rows(args, tmp: Path) -> list[list]:
@@ -335,6 +370,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also POST to python -m api with this many workers"
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="bulk CSV size; 0 skips it")
     parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--only", choices=["post", "bulk"], help="run only this benchmark")

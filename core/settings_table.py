@@ -177,7 +177,10 @@ SETTINGS = (
     Setting("server", "workers", 1, Between(1, 64), "1 to 64",
             "Web processes on this host, sharing the port (1 to 64); each keeps its own copy"
             " of the served splits, and a publish by any of them is served by all within"
-            " `refresh_ms`."),
+            " `refresh_ms`. More serve more reads; for write-heavy installs on SQLite keep 1:"
+            " each worker commits its own `POST /data` groups, and they wait for the file's"
+            " one write lock in SQLite's busy handler (no more writes per second, p99 up to a"
+            " second; bench/README.md)."),
     Setting("server", "access_log", False, None, "",
             "Log a line per request (uvicorn's access log). Off by default: on the hot read"
             " path it costs more than the answer."),

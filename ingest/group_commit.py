@@ -15,6 +15,12 @@ inside one transaction, and commits once. So:
 The thread keeps its connection open while writes keep coming, closes it after a second
 without any, and reconnects when open_database has pointed the database at another file.
 Never call store from inside a write transaction: the writer would wait for its lock.
+
+`known` holds what writes learned about the database that stays true once committed (the
+metric writer's experiment and variant ids): a write's findings become visible to later
+writes only after the commit of its group, never when its savepoint or the commit failed,
+and all of it is forgotten whenever the writer opens a connection (after open_database,
+also at the same path, it always opens a new one).
 """
 
 import queue
@@ -25,11 +31,47 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from core.db import database, is_transient, write_transaction
+from core.db import configurations, database, is_transient, write_transaction
 
 Work = tuple[Callable[[], Any], Future]
 IDLE_CLOSE_S = 1.0
 RETRIES = 3  # a whole group again after a deadlock or serialization failure (PostgreSQL)
+MAX_KNOWN = 100_000  # facts kept (under 30 MB); past it they are forgotten and read again
+
+
+class Known:
+    """Facts the writer thread learned inside its transactions (only it uses them), by
+    key: `learn` stages one for the running write; commit_group keeps a write's staged
+    facts when its savepoint is released, drops them when it rolls back, and makes them
+    `get`-able only once the group has committed."""
+
+    def __init__(self):
+        self.facts: dict = {}
+        self.pending: dict = {}  # of this group's released writes, until its commit
+        self.staged: dict = {}  # of the running write
+
+    def get(self, key):
+        return self.facts.get(key)
+
+    def learn(self, key, value) -> None:
+        self.staged[key] = value
+
+    def released(self, ok: bool) -> None:
+        if ok:
+            self.pending.update(self.staged)
+        self.staged.clear()
+
+    def ended(self, committed: bool) -> None:
+        if committed:
+            if len(self.facts) + len(self.pending) > MAX_KNOWN:  # bounded: start again
+                self.facts.clear()
+            self.facts.update(self.pending)
+        self.pending.clear()
+        self.staged.clear()
+
+    def forget(self) -> None:
+        self.facts.clear()
+        self.ended(False)
 
 
 class GroupCommit:
@@ -38,6 +80,7 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._path = None
+        self.known = Known()
 
     def submit(self, work: Callable[[], Any]) -> Future:
         """Queue work() to run inside the writer's next transaction; its result comes back."""
@@ -58,7 +101,7 @@ class GroupCommit:
             group += drain(self._queue)
             try:
                 self._connect()
-                commit_group(group)
+                commit_group(group, self.known)
             except BaseException as exc:  # no connection: tell every caller, keep serving
                 for _, future in group:
                     if not future.done():
@@ -72,10 +115,12 @@ class GroupCommit:
             return self._queue.get()
 
     def _connect(self) -> None:
-        where = (database.obj, database.database)
-        if self._path != where:  # open_database pointed elsewhere meanwhile
+        where = (database.obj, database.database, configurations())
+        if self._path != where:  # open_database ran meanwhile (pointed elsewhere, or again)
             database.close()
             self._path = where
+        if database.is_closed():  # a new connection: nothing learned on the last one is kept
+            self.known.forget()
         database.connect(reuse_if_open=True)
 
 
@@ -92,17 +137,19 @@ class Transient(Exception):
     """A write of the group met a deadlock or a serialization failure: run them all again."""
 
 
-def commit_group(group: list[Work]) -> None:
+def commit_group(group: list[Work], known: Known | None = None) -> None:
     """One transaction for the group. On PostgreSQL writers on other hosts run at the same
     time (the "ingest" scope takes no lock: every write is an upsert), so two groups can
     deadlock on the same rows; the server then fails one, and that group runs again whole
     (its writes are idempotent), up to RETRIES times, before any caller hears of it."""
+    known = known or Known()
     for attempt in range(RETRIES + 1):
         last = attempt == RETRIES
         results = []
+        known.ended(False)
         try:
             with write_transaction("ingest"):
-                results = [run_in_savepoint(work) for work, _ in group]
+                results = [run_in_savepoint(work, known) for work, _ in group]
                 if not last and any(e is not None and is_transient(e) for _, e in results):
                     raise Transient
         except Transient:
@@ -115,6 +162,7 @@ def commit_group(group: list[Work]) -> None:
             for _, future in group:
                 settle(future, error=exc)
             return
+        known.ended(True)
         for (_, future), (result, error) in zip(group, results, strict=True):
             settle(future, result, error)
         return
@@ -131,9 +179,15 @@ def settle(future: Future, result=None, error: BaseException | None = None) -> N
         future.set_exception(error)
 
 
-def run_in_savepoint(work: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+def run_in_savepoint(
+    work: Callable[[], Any], known: Known | None = None
+) -> tuple[Any, BaseException | None]:
+    known = known or Known()
     try:
         with database.atomic():  # nested in a transaction: a savepoint
-            return work(), None
+            result = work()
     except Exception as exc:
+        known.released(False)
         return None, exc
+    known.released(True)
+    return result, None

@@ -27,7 +27,7 @@ from core.db import (
 )
 from core.experiments import InvalidChange, arm_cap_problem
 from core.schema import ArchivedVariant, DailyMetric, Experiment, Variant, utcnow
-from ingest.group_commit import GroupCommit
+from ingest.group_commit import GroupCommit, Known
 
 WRITES = GroupCommit()  # shared by every thread of this process
 LOOKUP_BATCH = 500  # names per SELECT ... IN (...)
@@ -112,13 +112,20 @@ def active_arm_counts(experiment_pks: list[int]) -> dict[int, int]:
 
 
 class MetricWriter:
-    """Resolves experiment and variant ids for a set of rows, then upserts the rows."""
+    """Resolves experiment and variant ids for a set of rows, then upserts the rows.
 
-    def __init__(self, max_arms: int | None = None):
+    With `known` (the group commit's, ingest/group_commit.py) it looks up only the names
+    whose ids no committed write of this connection has seen. That is sound because an id,
+    once committed, stays the name's for the life of the database: nothing deletes or
+    renames an experiment or a variant (archiving is a row of its own;
+    tests/test_group_commit.py checks the code for such statements)."""
+
+    def __init__(self, max_arms: int | None = None, known: Known | None = None):
         self.experiment_ids: dict[str, int] = {}
         self.variant_ids: dict[tuple[int, str], int] = {}
         self.result = StoreResult()
         self.max_arms = max_arms  # sampling.max_active_arms; None: no cap
+        self.known = known
 
     def resolve(self, pairs: list[tuple[str, str]]) -> None:
         """Ids of these (experiment, variant) names, in order of first appearance: the
@@ -131,16 +138,23 @@ class MetricWriter:
         # Race free on both engines: a writer on another host may create the same name
         # meanwhile (PostgreSQL takes no lock for ingest), and ON CONFLICT DO NOTHING then
         # waits for its commit and leaves its row, which the select after it finds.
-        self.experiment_ids = experiment_ids(names)
+        known = self.known_of(names, "experiment")
+        unknown = [n for n in names if n not in known]
+        self.experiment_ids = {**known, **experiment_ids(unknown)} if unknown else known
         missing = [n for n in names if n not in self.experiment_ids]
         if missing:
             insert = Experiment.insert(name=missing[0]).on_conflict_ignore()
             execute_many(insert, [(n,) for n in missing])
             self.experiment_ids.update(experiment_ids(missing))
             self.result.new_experiments = missing
+        self.learn("experiment", unknown, self.experiment_ids)
 
     def resolve_variants(self, pairs: list[tuple[str, str]]) -> None:
-        self.variant_ids = variant_ids(list(self.experiment_ids.values()))
+        keys = [(self.experiment_ids[e], v) for e, v in pairs]
+        self.variant_ids = self.known_of(keys, "variant")
+        unknown = sorted({pk for pk, name in keys if (pk, name) not in self.variant_ids})
+        if unknown:
+            self.variant_ids.update(variant_ids(unknown))
         missing = [p for p in pairs if (self.experiment_ids[p[0]], p[1]) not in self.variant_ids]
         if missing:
             values = [(self.experiment_ids[e], v) for e, v in missing]
@@ -151,6 +165,26 @@ class MetricWriter:
             self.variant_ids.update(variant_ids(sorted({pk for pk, _ in values})))
             self.result.new_variants = missing
             self.check_arm_cap(list(dict.fromkeys(e for e, _ in missing)))
+        if self.known is not None:
+            looked_up = set(unknown)
+            self.learn("variant", [k for k in keys if k[0] in looked_up], self.variant_ids)
+
+    def known_of(self, keys: list, kind: str) -> dict:
+        """The ids of these keys that committed writes have seen."""
+        if self.known is None:
+            return {}
+        found = {}
+        for key in keys:
+            pk = self.known.get((kind, key))
+            if pk is not None:
+                found[key] = pk
+        return found
+
+    def learn(self, kind: str, keys: list, ids: dict) -> None:
+        """Offer the ids just read (kept only if this write commits)."""
+        if self.known is not None:
+            for key in keys:
+                self.known.learn((kind, key), ids[key])
 
     def check_arm_cap(self, names: list[str]) -> None:
         """Refuse (422, nothing stored) new arms that take an experiment past the cap."""
@@ -243,12 +277,15 @@ def store_rows(rows: list[MetricRow], max_arms: int | None = None) -> StoreResul
 
 def queue_rows(rows: list[MetricRow], max_arms: int | None = None) -> Future:
     """store_rows without waiting: a Future of its StoreResult (for async callers)."""
-    return WRITES.submit(lambda: upsert_in_transaction(rows, max_arms))
+    return WRITES.submit(lambda: upsert_in_transaction(rows, max_arms, WRITES.known))
 
 
-def upsert_in_transaction(rows: list[MetricRow], max_arms: int | None = None) -> StoreResult:
-    """The upsert itself, inside the caller's open write transaction (which commits it)."""
-    writer = MetricWriter(max_arms)
+def upsert_in_transaction(
+    rows: list[MetricRow], max_arms: int | None = None, known: Known | None = None
+) -> StoreResult:
+    """The upsert itself, inside the caller's open write transaction (which commits it);
+    `known`: the ids its group commit has seen committed (MetricWriter)."""
+    writer = MetricWriter(max_arms, known)
     writer.upsert(rows)
     writer.mark_new_for_serving()
     return writer.result

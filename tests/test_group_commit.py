@@ -1,16 +1,20 @@
 """Writes that queue up share one commit, and each stays all or nothing."""
 
 import contextlib
+import os
+import re
 import threading
 from datetime import date
 
 import pytest
 
-from core.db import write_transaction
-from core.schema import DailyMetric, Experiment
-from ingest import group_commit
+from core.db import database, write_transaction
+from core.migrations import open_database
+from core.schema import DailyMetric, Experiment, Variant
+from ingest import group_commit, metrics
 from ingest.group_commit import GroupCommit
 from ingest.metrics import MetricRow, store_rows, upsert_in_transaction
+from tests.helpers import ROOT
 
 DAY = date(2025, 12, 22)
 
@@ -93,3 +97,125 @@ def test_a_cancelled_request_does_not_fail_the_others_in_its_group(db):
     release.set()
     assert second.result(5).rows == 2
     assert third.result(5).rows == 2
+
+
+def known_write(writes: GroupCommit, experiment: str):
+    """A write as POST /data queues it: with the ids its group commit has seen."""
+    return writes.submit(lambda: upsert_in_transaction(rows(experiment), None, writes.known))
+
+
+def stored(experiment: str) -> list[tuple]:
+    query = (
+        DailyMetric.select(Variant.name, DailyMetric.clicks)
+        .join(Variant)
+        .join(Experiment, on=Variant.experiment == Experiment.id)
+        .where(Experiment.name == experiment, DailyMetric.experiment == Experiment.id)
+    )
+    return sorted(query.tuples())
+
+
+def test_ids_read_in_a_group_whose_commit_failed_are_not_reused(db, monkeypatch):
+    # SQLite gives a rolled-back row's id to the next insert: an id remembered from a
+    # group that never committed would send e1's counts to e2's rows.
+    writes = GroupCommit()
+    release = blocked_writer(writes)
+
+    @contextlib.contextmanager
+    def failing_commit(scope="global"):
+        with write_transaction(scope) as transaction:
+            yield
+            transaction.rollback()
+        raise OSError("disk full")
+
+    monkeypatch.setattr(group_commit, "write_transaction", failing_commit)
+    failed = known_write(writes, "e1")
+    release.set()
+    with pytest.raises(OSError, match="disk full"):
+        failed.result(5)
+    monkeypatch.setattr(group_commit, "write_transaction", write_transaction)
+    assert known_write(writes, "e2").result(5).new_experiments == ["e2"]
+    assert known_write(writes, "e1").result(5).new_experiments == ["e1"]
+    assert stored("e1") == stored("e2") == [("a", 5), ("b", 5)]
+    assert Variant.select().count() == 4
+
+
+def test_ids_read_by_a_write_that_rolled_back_are_not_reused(db):
+    writes = GroupCommit()
+    release = blocked_writer(writes)
+
+    def half_then_fail():
+        upsert_in_transaction(rows("broken"), None, writes.known)
+        raise ValueError("bad write")
+
+    good = known_write(writes, "good")
+    bad = writes.submit(half_then_fail)
+    release.set()
+    assert good.result(5).rows == 2
+    with pytest.raises(ValueError):
+        bad.result(5)
+    assert known_write(writes, "other").result(5).new_experiments == ["other"]
+    assert known_write(writes, "broken").result(5).new_experiments == ["broken"]
+    assert stored("broken") == stored("other") == [("a", 5), ("b", 5)]
+
+
+def test_known_ids_are_used_once_committed(db, monkeypatch):
+    writes = GroupCommit()
+    assert known_write(writes, "e1").result(5).new_experiments == ["e1"]
+    looked_up = []
+    monkeypatch.setattr(metrics, "experiment_ids", lambda names: looked_up.append(names) or {})
+    monkeypatch.setattr(metrics, "variant_ids", lambda pks: looked_up.append(pks) or {})
+    result = known_write(writes, "e1").result(5)
+    assert (result.rows, result.new_experiments, result.new_variants) == (2, [], [])
+    assert looked_up == []
+
+
+def test_a_database_opened_again_at_the_same_path_gets_a_new_writer_connection_sqlite(
+    settings, monkeypatch
+):
+    # The writer used to keep its connection when open_database named the same path
+    # again: after the file there was replaced, it went on writing to the old one.
+    monkeypatch.setattr(group_commit, "IDLE_CLOSE_S", 60.0)
+    open_database(settings.database)
+    writes = GroupCommit()
+    assert known_write(writes, "e1").result(5).new_experiments == ["e1"]
+    path = settings.database.path
+    os.rename(path, f"{path}.old")
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.rename(f"{path}{suffix}", f"{path}.old{suffix}")
+    open_database(settings.database, create=True)
+    with database.connection_context():
+        assert known_write(writes, "e1").result(5).new_experiments == ["e1"]
+        assert [e.name for e in Experiment.select()] == ["e1"]
+        assert stored("e1") == [("a", 5), ("b", 5)]
+    database.close()
+
+
+DELETES_OR_RENAMES = re.compile(
+    r"\b(Experiment|Variant)\.(delete|update\((name|experiment)\b)|delete_instance"
+    r"|\b(DELETE\s+FROM|UPDATE)\s+\"?(experiment|variant)\b",
+    re.IGNORECASE,
+)
+
+
+def test_no_code_deletes_or_renames_an_experiment_or_a_variant():
+    # The group commit remembers experiment and variant ids (ingest/metrics.py
+    # MetricWriter): sound only while a committed id stays its name's for good.
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for package in ("api", "core", "ingest", "scheduler", "scripts")
+        for path in (ROOT / package).rglob("*.py")
+        for match in DELETES_OR_RENAMES.finditer(path.read_text())
+    ]
+    assert found == []
+
+
+def test_known_facts_are_bounded(monkeypatch):
+    monkeypatch.setattr(group_commit, "MAX_KNOWN", 2)
+    known = group_commit.Known()
+    for key in ("a", "b", "c"):
+        known.learn(key, 1)
+        known.released(True)
+        known.ended(True)
+        assert len(known.facts) <= 2
+    assert (known.get("a"), known.get("b"), known.get("c")) == (None, None, 1)

@@ -84,10 +84,20 @@ def engine_for(name: str):
     return ENGINES[name]
 
 
+CONFIGURED = [0]  # how many times configure() has run in this process
+
+
+def configurations() -> int:
+    """Changes whenever the database is configured (opened) again, even at the same path:
+    what a thread learned about the database before then may no longer hold."""
+    return CONFIGURED[0]
+
+
 def configure(settings, create: bool = False):
     """Point the shared database at what settings name (core.migrations.open_database
     also checks, migrates and pins it). On SQLite only `create` opens in a mode that makes
     a missing file."""
+    CONFIGURED[0] += 1
     if not database.is_closed():
         database.close()
     engine = engine_for(engine_name(settings))

@@ -17,6 +17,7 @@ cause, never a new empty file that acknowledged writes would go to. A storage er
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import math
@@ -55,6 +56,9 @@ def pragmas(settings) -> dict:
 
 def uri(path: str, mode: str) -> str:
     return f"file:{quote(os.path.abspath(path))}?mode={mode}"
+
+
+SAVEPOINTS = itertools.count()  # names unique in the process, so in any nesting
 
 
 class Savepoint(_savepoint):
@@ -193,7 +197,8 @@ class PinnedDatabase(SqliteDatabase):
         return not self.is_closed() and self.connection().in_transaction
 
     def savepoint(self):
-        return Savepoint(self)
+        # A name of our own: peewee's is a uuid4 per savepoint, a tenth of a POST's write.
+        return Savepoint(self, sid=f"s{next(SAVEPOINTS)}")
 
     def rollback(self):
         if self.in_sqlite_transaction():  # else "cannot rollback" would replace the cause
