@@ -311,3 +311,31 @@ def test_concurrent_archives_of_the_last_two_arms_leave_one_active(client):
         assert sorted(codes[name]) == [200, 422], name
         variants = client.get(f"/experiments/{name}/settings").json()["variants"]
         assert [v["archived"] for v in variants].count(False) == 1
+
+
+def test_concurrent_first_settings_writes_of_an_experiment_both_succeed(client):
+    # The settings row is made on the first write: two writers at once (two hosts on
+    # PostgreSQL) must not both insert it, nor answer 500; the later write wins each key.
+    import threading
+
+    experiments = [f"settings{i}" for i in range(8)]
+    for name in experiments:
+        client.post("/data", json={**CONTRACT_POST, "experiment_id": name})
+    codes = {name: [] for name in experiments}
+
+    def put(name, body, barrier):
+        barrier.wait()
+        codes[name].append(client.put(f"/experiments/{name}/settings", json=body).status_code)
+
+    for name in experiments:
+        barrier = threading.Barrier(2)
+        bodies = ({"min_allocation": 0.05}, {"min_impressions": 1_000_000_000_000})
+        threads = [threading.Thread(target=put, args=(name, b, barrier)) for b in bodies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    for name in experiments:
+        assert codes[name] == [200, 200], name
+        settings = client.get(f"/experiments/{name}/settings").json()["settings"]
+        assert (settings["min_allocation"], settings["min_impressions"]) == (0.05, 10**12)
