@@ -1,6 +1,7 @@
-"""SQLite against PostgreSQL in the same run: bulk load, nightly job, POST /data, publish.
+"""SQLite against PostgreSQL in the same run: bulk load, nightly job, POST /data,
+GET /allocation, publish.
 
-    .venv/bin/python bench/engines.py [--only bulk,nightly,post,publish] [--rounds 1]
+    .venv/bin/python bench/engines.py [--only bulk,nightly,post,read,publish] [--rounds 1]
                                       [--rows 1000000] [--experiments 10000]
                                       [--publish-experiments 100000]
 
@@ -15,6 +16,8 @@ before each run on stderr:
   1 worker), ratio PostgreSQL / SQLite, with each run's publish transaction;
 - post: `POST /data` (two variants, reposting a day of one of 1,000 experiments) to
   `python -m api` with 16 connections (wrk when installed);
+- read: `GET /allocation` of those 1,000 experiments after a `run-once`, 16 connections
+  (served from memory on either engine);
 - publish: PostgreSQL only, --publish-experiments experiments of one day: `run-once`
   while `POST /data` load runs against `python -m api` on the same database, in windows
   of 2 s; reports the job, its publish transaction and the worst window's p99.
@@ -175,6 +178,40 @@ def post(args, dbs: Databases, tmp: Path) -> list[list]:
     return rows
 
 
+def read_requests(experiments: int = 1000) -> list:
+    return [("GET", f"/allocation?experiment_id=exp_{e:06d}", None) for e in range(experiments)]
+
+
+def read(args, dbs: Databases, tmp: Path) -> list[list]:
+    """GET /allocation after a publish: answered from each web process's memory, so the
+    engine should not show."""
+    results: dict[str, list] = {e: [] for e in ENGINES}
+    envs = {e: seeded(dbs, tmp, e, "read", 1000) for e in ENGINES}
+    for engine in ENGINES:
+        timed_process(["scheduler", "run-once"], envs[engine])
+    for _ in range(args.rounds):
+        for engine in ENGINES:
+            with web_server(envs[engine]) as port:
+                run_load(port, read_requests(), 1, 16, args.tool)  # warm up
+                note(f"read {engine}: {load_average()}")
+                results[engine].append(run_load(port, read_requests(), args.seconds, 16, args.tool))
+                note(f"read {engine}: {results[engine][-1]}")
+    rows = []
+    for engine in ENGINES:
+        r = sorted(results[engine], key=lambda x: x.requests_per_s)[len(results[engine]) // 2]
+        rows.append(
+            [
+                f"GET /allocation, 16 connections, {engine}",
+                f"{r.requests_per_s:,.0f} req/s (p99 {r.p99_ms:.1f} ms, {r.errors} errors)",
+            ]
+        )
+    ratio = statistics.median(r.requests_per_s for r in results["postgresql"]) / statistics.median(
+        r.requests_per_s for r in results["sqlite"]
+    )
+    rows.append(["GET /allocation req/s, PostgreSQL / SQLite", f"{ratio:.2f}"])
+    return rows
+
+
 def publish(args, dbs: Databases, tmp: Path) -> list[list]:
     """run-once at --publish-experiments on PostgreSQL while POST /data load runs."""
     n = args.publish_experiments
@@ -216,7 +253,7 @@ def publish(args, dbs: Databases, tmp: Path) -> list[list]:
     ]
 
 
-BENCHES = {"bulk": bulk, "nightly": nightly, "post": post, "publish": publish}
+BENCHES = {"bulk": bulk, "nightly": nightly, "post": post, "read": read, "publish": publish}
 
 
 def main() -> int:

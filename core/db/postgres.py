@@ -7,7 +7,9 @@ processes rested on it. Here each guarantee has its own mechanism:
 - a write that checks before it writes (a run's start, a publish, an experiment's
   settings or archive, the migrations) takes a transaction-scoped advisory lock of its
   scope first, so two hosts cannot both pass the check; POST /data takes none (its
-  writes are upserts, race-free by ON CONFLICT) and so never waits behind a publish;
+  writes are upserts, race-free by ON CONFLICT) and so does not wait behind a publish
+  (except a POST that creates an experiment or arm: it takes the next serving-counter
+  value, whose row a publish holds from its last step to its commit);
 - a run's liveness is a session advisory lock its process holds on a connection of its
   own: the server frees it the moment that session ends, on whatever host it ran;
 - leases are stamped and judged by the database's clock, not each host's;
@@ -264,7 +266,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         with self.atomic() as transaction:
             if wait is not None:  # for this transaction only: the connection is pooled
                 self.execute_sql(f"SET LOCAL lock_timeout = {int(wait)}")
-            if scope != "ingest":  # upserts: no lock, so POST /data never waits on a publish
+            if scope != "ingest":  # upserts: no lock, so POST /data does not queue on a publish
                 key = SCOPES.get(scope, SCOPES["global"])
                 self.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, key))
             yield transaction
