@@ -152,30 +152,36 @@ def seeded(dbs: Databases, tmp: Path, engine: str, name: str, experiments: int) 
     return env
 
 
-def post(args, dbs: Databases, tmp: Path) -> list[list]:
+def loaded(args, envs: dict, requests: list, what: str) -> list[list]:
+    """`what` with 16 connections against `python -m api` on each engine, --rounds rounds
+    alternating: each engine's median round, and the ratio of the medians."""
     results: dict[str, list] = {e: [] for e in ENGINES}
-    envs = {e: seeded(dbs, tmp, e, "post", 1000) for e in ENGINES}
     for _ in range(args.rounds):
         for engine in ENGINES:
             with web_server(envs[engine]) as port:
-                run_load(port, post_requests(), 1, 16, args.tool)  # warm up
-                note(f"post {engine}: {load_average()}")
-                results[engine].append(run_load(port, post_requests(), args.seconds, 16, args.tool))
-                note(f"post {engine}: {results[engine][-1]}")
+                run_load(port, requests, 1, 16, args.tool)  # warm up
+                note(f"{what} {engine}: {load_average()}")
+                results[engine].append(run_load(port, requests, args.seconds, 16, args.tool))
+                note(f"{what} {engine}: {results[engine][-1]}")
     rows = []
     for engine in ENGINES:
         r = sorted(results[engine], key=lambda x: x.requests_per_s)[len(results[engine]) // 2]
         rows.append(
             [
-                f"POST /data, 16 connections, {engine}",
+                f"{what}, 16 connections, {engine}",
                 f"{r.requests_per_s:,.0f} req/s (p99 {r.p99_ms:.1f} ms, {r.errors} errors)",
             ]
         )
     ratio = statistics.median(r.requests_per_s for r in results["postgresql"]) / statistics.median(
         r.requests_per_s for r in results["sqlite"]
     )
-    rows.append(["POST /data req/s, PostgreSQL / SQLite", f"{ratio:.2f}"])
+    rows.append([f"{what} req/s, PostgreSQL / SQLite", f"{ratio:.2f}"])
     return rows
+
+
+def post(args, dbs: Databases, tmp: Path) -> list[list]:
+    envs = {e: seeded(dbs, tmp, e, "post", 1000) for e in ENGINES}
+    return loaded(args, envs, post_requests(), "POST /data")
 
 
 def read_requests(experiments: int = 1000) -> list:
@@ -185,31 +191,10 @@ def read_requests(experiments: int = 1000) -> list:
 def read(args, dbs: Databases, tmp: Path) -> list[list]:
     """GET /allocation after a publish: answered from each web process's memory, so the
     engine should not show."""
-    results: dict[str, list] = {e: [] for e in ENGINES}
     envs = {e: seeded(dbs, tmp, e, "read", 1000) for e in ENGINES}
     for engine in ENGINES:
         timed_process(["scheduler", "run-once"], envs[engine])
-    for _ in range(args.rounds):
-        for engine in ENGINES:
-            with web_server(envs[engine]) as port:
-                run_load(port, read_requests(), 1, 16, args.tool)  # warm up
-                note(f"read {engine}: {load_average()}")
-                results[engine].append(run_load(port, read_requests(), args.seconds, 16, args.tool))
-                note(f"read {engine}: {results[engine][-1]}")
-    rows = []
-    for engine in ENGINES:
-        r = sorted(results[engine], key=lambda x: x.requests_per_s)[len(results[engine]) // 2]
-        rows.append(
-            [
-                f"GET /allocation, 16 connections, {engine}",
-                f"{r.requests_per_s:,.0f} req/s (p99 {r.p99_ms:.1f} ms, {r.errors} errors)",
-            ]
-        )
-    ratio = statistics.median(r.requests_per_s for r in results["postgresql"]) / statistics.median(
-        r.requests_per_s for r in results["sqlite"]
-    )
-    rows.append(["GET /allocation req/s, PostgreSQL / SQLite", f"{ratio:.2f}"])
-    return rows
+    return loaded(args, envs, read_requests(), "GET /allocation")
 
 
 def publish(args, dbs: Databases, tmp: Path) -> list[list]:

@@ -67,15 +67,7 @@ def settings(engine, tmp_path, monkeypatch, request):
     for name in [n for n in os.environ if n.startswith("BANDIT_")]:
         monkeypatch.delenv(name)
     base = load_settings({})
-    if engine == "sqlite":
-        path = str(tmp_path / "bandit.db")
-        chosen = dataclasses.replace(base.database, path=path, url=f"sqlite:///{path}")
-    else:
-        cluster = request.getfixturevalue("postgres_cluster")
-        url = cluster.clone(request.getfixturevalue("postgres_template"))
-        request.addfinalizer(lambda: dropped(cluster, url))
-        chosen = dataclasses.replace(base.database, url=url)
-    return dataclasses.replace(base, database=chosen)
+    return on_a_new_database(base, engine, str(tmp_path / "bandit.db"), request)
 
 
 @pytest.fixture
@@ -85,18 +77,25 @@ def new_database(engine, tmp_path, request):
     made = itertools.count(1)
 
     def on_new_database(settings):
-        n = next(made)
-        if engine == "sqlite":
-            path = str(tmp_path / f"other-{n}.db")
-            chosen = dataclasses.replace(settings.database, path=path, url=f"sqlite:///{path}")
-        else:
-            cluster = request.getfixturevalue("postgres_cluster")
-            url = cluster.clone(request.getfixturevalue("postgres_template"))
-            request.addfinalizer(lambda: dropped(cluster, url))
-            chosen = dataclasses.replace(settings.database, url=url)
-        return dataclasses.replace(settings, database=chosen)
+        path = str(tmp_path / f"other-{next(made)}.db")
+        return on_a_new_database(settings, engine, path, request)
 
     return on_new_database
+
+
+def on_a_new_database(settings, engine: str, sqlite_path: str, request):
+    """The settings on a new database: the SQLite file at sqlite_path, or a clone of the
+    migrated PostgreSQL template, dropped when the test ends."""
+    if engine == "sqlite":
+        chosen = dataclasses.replace(
+            settings.database, path=sqlite_path, url=f"sqlite:///{sqlite_path}"
+        )
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.clone(request.getfixturevalue("postgres_template"))
+        request.addfinalizer(lambda: dropped(cluster, url))
+        chosen = dataclasses.replace(settings.database, url=url)
+    return dataclasses.replace(settings, database=chosen)
 
 
 def dropped(cluster, url: str) -> None:

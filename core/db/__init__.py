@@ -115,10 +115,6 @@ def engine():
     return database.obj
 
 
-def is_postgres() -> bool:
-    return database.obj.engine == "postgresql"
-
-
 def days_between(later, earlier):
     """SQL expression: whole days from `earlier` to `later` (dates)."""
     return database.obj.days_between(later, earlier)
@@ -215,22 +211,14 @@ def lock_wait(milliseconds: int) -> None:
 def lock_rows(model, pks: list[int]) -> None:
     """Lock these rows until the transaction ends, in key order (PostgreSQL: SELECT ... FOR
     UPDATE; SQLite: nothing to do, the write transaction holds the file's lock)."""
-    if pks and database.obj.engine == "postgresql":
-        # In slices of ascending keys: a statement binds at most 65,535 parameters (a bulk
-        # load may add arms to more experiments than that), and the order stays the same.
-        for batch in slices(sorted(pks), LOCK_BATCH):
-            query = model.select(model.id).where(model.id.in_(batch))
-            query.order_by(model.id).for_update().execute()
-
-
-LOCK_BATCH = 10_000  # keys per SELECT ... FOR UPDATE
+    if pks:
+        database.obj.lock_rows(model, pks)
 
 
 def notify_serving(version: int) -> None:
     """Tell every web process listening that the serving counter reached `version`, at the
     commit of the calling transaction (PostgreSQL NOTIFY; SQLite: they poll)."""
-    if database.obj.engine == "postgresql":
-        database.obj.notify_serving(version)
+    database.obj.notify_serving(version)
 
 
 class ChangeListener:
@@ -246,7 +234,7 @@ class ChangeListener:
     def __init__(self, interval_s: float, fallback_s: float):
         self.interval_s, self.fallback_s = interval_s, fallback_s
         self.conn = None
-        self.listening = database.obj.engine == "postgresql"
+        self.listening = database.obj.listens
 
     def wait(self, stopped) -> None:
         if not self.listening:
@@ -283,17 +271,13 @@ def lease_now(now: datetime) -> datetime:
     """The time a run lease is stamped and judged by (naive UTC): the caller's `now` on
     SQLite (one host), the database server's clock on PostgreSQL, the one clock that
     every host shares, so that skew between hosts cannot expire a live lease."""
-    if database.obj.engine == "postgresql":
-        return database.obj.database_now()
-    return naive_utc(now)
+    return database.obj.lease_now(now)
 
 
 def hold_run(run_id: int):
     """On PostgreSQL, a connection holding the run's session lock until it is closed (the
     server frees it when the process dies, on any host); None on SQLite."""
-    if database.obj.engine == "postgresql":
-        return database.obj.hold_run(run_id)
-    return None
+    return database.obj.hold_run(run_id)
 
 
 def temporary_tables() -> list[str]:

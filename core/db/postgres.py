@@ -150,6 +150,14 @@ def options_of(settings) -> str:
     return f"-c lock_timeout={int(settings.busy_timeout_ms)} -c TimeZone=UTC"
 
 
+# The database's identity: the cluster's system identifier and the database's oid.
+IDENTITY = (
+    "SELECT (SELECT system_identifier FROM pg_control_system()),"
+    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+LOCK_BATCH = 10_000  # keys per SELECT ... FOR UPDATE
+
+
 class PostgresDatabase(PooledPostgresqlDatabase):
     engine = "postgresql"
     dialect = "postgresql"
@@ -192,11 +200,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
     # after a restore or a DNS change must not take acknowledged writes.
 
     def read_identity(self) -> tuple:
-        row = self.execute_sql(
-            "SELECT (SELECT system_identifier FROM pg_control_system()),"
-            " (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).fetchone()
-        return (int(row[0]), int(row[1]))
+        return tuple(int(v) for v in self.execute_sql(IDENTITY).fetchone())
 
     def pin(self, path=None) -> None:
         self.identity = self.read_identity()
@@ -223,8 +227,6 @@ class PostgresDatabase(PooledPostgresqlDatabase):
     def _connect(self):
         try:
             conn = super()._connect()
-        except MaxConnectionsExceeded:
-            raise
         except psycopg.OperationalError as exc:
             raise DatabaseFault(f"{self.describe()} cannot be reached: {exc}".strip()) from exc
         for name, loader in (("date", DateText), ("timestamp", TimestampText)):
@@ -232,11 +234,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         conn.adapters.register_loader("numeric", NumericNumber)
         if self.identity is not None:
             with conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT (SELECT system_identifier FROM pg_control_system()),"
-                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-                found = tuple(int(v) for v in cursor.fetchone())
+                found = tuple(int(v) for v in cursor.execute(IDENTITY).fetchone())
             if found != self.identity:
                 conn.close()
                 raise DatabaseFault(
@@ -324,6 +322,21 @@ class PostgresDatabase(PooledPostgresqlDatabase):
         return None
 
     # -- runs across hosts
+
+    listens = True
+
+    def lock_rows(self, model, pks: list[int]) -> None:
+        """SELECT ... FOR UPDATE in slices of ascending keys: a statement binds at most
+        65,535 parameters (a bulk load may add arms to more experiments than that), and
+        the order stays the same."""
+        ordered = sorted(pks)
+        for start in range(0, len(ordered), LOCK_BATCH):
+            batch = ordered[start : start + LOCK_BATCH]
+            query = model.select(model.id).where(model.id.in_(batch))
+            query.order_by(model.id).for_update().execute()
+
+    def lease_now(self, now) -> datetime:
+        return self.database_now()
 
     def database_now(self) -> datetime:
         """The database server's clock (naive UTC): the one clock every host shares."""

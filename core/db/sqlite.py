@@ -25,6 +25,7 @@ import os
 import socket
 import sqlite3
 import threading
+from datetime import UTC
 from urllib.parse import quote
 
 from peewee import OP, SQL, DatabaseError, Expression, SqliteDatabase, _savepoint, fn
@@ -144,6 +145,25 @@ class PinnedDatabase(SqliteDatabase):
         except (DatabaseError, sqlite3.DatabaseError) as exc:
             return str(exc)
         return None if rows == ["ok"] else "; ".join(rows[:5])
+
+    # One host and one write lock: rows need no lock of their own, nobody listens for
+    # changes (web processes poll), leases go by the caller's clock, and a run's liveness
+    # is its pid (holder_is_gone).
+    listens = False
+
+    def lock_rows(self, model, pks: list[int]) -> None:
+        pass
+
+    def notify_serving(self, version: int) -> None:
+        pass
+
+    def lease_now(self, now):
+        if now.tzinfo is None:  # as core.db.naive_utc: astimezone would take it for local
+            raise ValueError(f"{now} has no time zone; pass an aware time")
+        return now.astimezone(UTC).replace(tzinfo=None)
+
+    def hold_run(self, run_id: int):
+        return None
 
     def holder_is_gone(self, holder: str | None, run_id: int | None = None) -> bool:
         """True only for a run holder on this host whose process no longer exists: anything
