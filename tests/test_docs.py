@@ -1,4 +1,4 @@
-"""The README names only files and folders that exist."""
+"""The README and docs/internals.md name only files and folders that exist."""
 
 import re
 
@@ -12,6 +12,9 @@ def named_paths(text: str) -> set[str]:
 
 
 def test_every_path_the_readme_names_exists():
-    named = named_paths((ROOT / "README.md").read_text(encoding="utf-8"))
+    texts = [
+        (ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "docs/internals.md")
+    ]
+    named = set().union(*map(named_paths, texts))
     assert sorted(p for p in named if not (ROOT / p).exists()) == []
     assert "core/db/sqlite.py" in named  # the pattern finds paths at all
