@@ -1,5 +1,6 @@
 """The FastAPI application: settings, database, allocation cache, access control and routes."""
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from core.db import named
 from core.migrations import open_database
 from core.secrets import ApiKeys, load_api_keys
 from core.settings import API_KEYS_VARIABLE, Settings, SettingsError, load_settings
+from ingest.writer_process import writes_for
 
 log = logging.getLogger("bandit.api")
 
@@ -32,6 +34,7 @@ async def lifespan(app: FastAPI):
     if not app.state.access.enabled:
         log.warning(NO_KEYS_WARNING)
     open_database(settings.database)
+    app.state.writes.start(asyncio.get_running_loop())
     # The first load runs in the refresher, so the port is bound while it reads (seconds
     # at 200,000 experiments); reads of the cache wait for it (see api/routes.py).
     refresher = Refresher(app.state.cache, settings.server.refresh_ms / 1000)
@@ -39,6 +42,7 @@ async def lifespan(app: FastAPI):
     log.info("loading the served splits from the %s", named(settings.database))
     yield
     refresher.stop()
+    app.state.writes.close()
 
 
 def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, api_keys: ApiKeys | None = None
         app.state.settings, load_api_keys() if api_keys is None else api_keys
     )
     app.state.cache = AllocationCache()
+    app.state.writes = writes_for(app.state.settings)
     install_error_handlers(app)
     # No redirect for a trailing slash: Starlette builds it from the Host header.
     app.router.redirect_slashes = False

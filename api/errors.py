@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 
 from core.db import DATABASE_ERRORS, is_busy, storage_fault
 from core.experiments import InvalidChange, UnknownExperiment
+from ingest.writer_process import WriteRefused
 
 log = logging.getLogger("bandit.api")
 
@@ -114,15 +115,35 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
     """A busy lock or a storage fault is a 503 that names it (nothing was stored: a write
     is one transaction), logged in one line; any other database error is a bug (500)."""
     if is_busy(exc):
-        log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
-        message = "the database is busy with another write; nothing was stored, retry shortly"
-        return error_response("busy", message, 503, headers={"Retry-After": "1"})
+        return busy(request, exc)
     cause = storage_fault(exc)
     if cause is None:
         return await unexpected_error(request, exc)
+    return storage(request, cause)
+
+
+def busy(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc)
+    message = "the database is busy with another write; nothing was stored, retry shortly"
+    return error_response("busy", message, 503, headers={"Retry-After": "1"})
+
+
+def storage(request: Request, cause: str) -> JSONResponse:
     log.warning("%s %s: storage fault: %s", request.method, request.url.path, cause)
     message = f"storage fault: {cause}; nothing was stored, retry later"
     return error_response("storage", message, 503, headers={"Retry-After": STORAGE_RETRY_AFTER_S})
+
+
+async def write_refused(request: Request, exc: WriteRefused) -> JSONResponse:
+    """What the writer process refused, answered as database_error answers it here."""
+    if exc.kind == "busy":
+        return busy(request, exc)
+    if exc.kind == "storage":
+        return storage(request, str(exc))
+    if exc.kind == "stopped":
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error_response("unavailable", str(exc), 503, headers={"Retry-After": "1"})
+    return await unexpected_error(request, exc)
 
 
 async def unknown_experiment(request: Request, exc: UnknownExperiment) -> JSONResponse:
@@ -138,6 +159,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, database_error)
+    app.add_exception_handler(WriteRefused, write_refused)
     app.add_exception_handler(UnknownExperiment, unknown_experiment)
     app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(Exception, unexpected_error)

@@ -17,7 +17,6 @@ name, returns X-Request-ID, and counts and times the request when metrics are on
 uvicorn writes the access-log line either way.
 """
 
-import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from api.logs import request_id
 from api.middleware import key_name, read_body, replay, too_large
 from api.schemas import StoredOut
 from core.logs import KEY_NAME, REQUEST_ID
-from ingest.metrics import StoreResult, queue_rows, rows_of
+from ingest.metrics import StoreResult, rows_of
 from ingest.validation import DailyMetrics, date_problem
 
 JSON_TYPE = b"application/json"
@@ -50,10 +49,11 @@ def today(app):
 
 
 async def stored(app, day: DailyMetrics) -> StoreResult:
-    """Queue a validated day to the writer thread and wait for its commit (the route and
-    the fast path both store this way: no worker thread, no connection per request)."""
+    """Hand a validated day to the writer (its process, or a thread) and wait for its
+    commit (the route and the fast path both store this way: no worker thread, no
+    connection per request)."""
     cap = app.state.settings.sampling.max_active_arms
-    result = await asyncio.wrap_future(queue_rows(rows_of(day), cap))
+    result = await app.state.writes.submit(rows_of(day), cap)
     metrics.count_posted(result.rows)
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(app.state.cache.refresh)

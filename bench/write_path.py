@@ -16,6 +16,9 @@ rounds, alternately with the service:
 - a bare ASGI app on the same uvicorn + httptools + uvloop that reads and parses the same
   bodies (bench/bare_app.py post_app), with the same load generator.
 
+Each round also posts to `python -m api` with server.writer_process = false (the writes
+in a thread of the web process instead of its writer process).
+
 With --workers N, each round also posts to `python -m api` with server.workers = N (N web
 processes on the port, each with its own writer thread and group commit).
 
@@ -210,9 +213,11 @@ def post_round(args, tmp: Path, db_path: Path, pairs, requests) -> dict:
         db_path, pairs, args.seconds, args.connections
     )
     env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
+    thread_env = {**env, "BANDIT_SERVER_WRITER_PROCESS": "false"}
     servers = [
         ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
         ("service", lambda: web_server(env)),
+        ("thread", lambda: web_server(thread_env)),
     ]
     if args.workers > 1:
         servers.append(("workers", lambda: web_server(env, workers=args.workers)))
@@ -268,7 +273,7 @@ def post_table(args, rounds: list[dict]) -> list[list]:
     bare = sorted((r["bare"] for r in rounds), key=rate)[len(rounds) // 2]
     fsyncs = ", ".join(f"{m:,.0f} / {p:,.0f}" for m, p in (r["fsync"] for r in rounds))
     n = args.connections
-    label = f"POST /data (2 variants), python -m api, 1 process, {n} connections"
+    label = f"POST /data (2 variants), python -m api, 1 process (writer process), {n} connections"
     rows = [
         [
             label,
@@ -289,6 +294,21 @@ def post_table(args, rounds: list[dict]) -> list[list]:
             "parsing the body",
             measured,
             ratio_cell(rounds, "bare"),
+        ],
+    ]
+    label = f"POST /data (2 variants), python -m api, writer thread, {n} connections"
+    rows += [
+        [
+            label,
+            f"{median_of(rounds, 'concurrent'):,.0f} tx/s, sqlite3, {n} processes",
+            measured_cell(rounds, "thread"),
+            ratio_cell(rounds, "concurrent", "thread"),
+        ],
+        [
+            label,
+            "python -m api, writer process (above)",
+            measured_cell(rounds, "thread"),
+            ratio_cell(rounds, "service", "thread"),
         ],
     ]
     if args.workers > 1:

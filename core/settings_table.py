@@ -181,6 +181,10 @@ SETTINGS = (
             " each worker commits its own `POST /data` groups, and they wait for the file's"
             " one write lock in SQLite's busy handler (no more writes per second, p99 up to a"
             " second; bench/README.md)."),
+    Setting("server", "writer_process", True, None, "",
+            "Store `POST /data`'s writes in a child process of each web process (started and"
+            " stopped with it), so that its event loop and the writes' group commit do not"
+            " share one GIL. false: in a thread of the web process."),
     Setting("server", "access_log", False, None, "",
             "Log a line per request (uvicorn's access log). Off by default: on the hot read"
             " path it costs more than the answer."),

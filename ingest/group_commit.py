@@ -16,6 +16,18 @@ The thread keeps its connection open while writes keep coming, closes it after a
 without any, and reconnects when open_database has pointed the database at another file.
 Never call store from inside a write transaction: the writer would wait for its lock.
 
+A write may also offer to run jointly (`jointly`, below): when every write of a group
+can, and all of them name the same function, the group is that function run once for all
+their rows of values (one upsert statement) in one transaction, with no savepoints. Any error but
+a busy lock or a storage fault (which every write would meet alike) then runs the group
+again write by write, each in its savepoint as above, so each is still all or nothing
+and only a failing write hears of its error.
+
+A caller on an event loop passes an asyncio future of its loop to `submit`: the writer
+settles all of a group's futures of one loop with one call_soon_threadsafe (one wake-up
+of the loop per group, not one per write). Any future with get_loop() is settled that
+way, through whatever it returns (the writer process's channel, ingest/writer_process.py).
+
 `known` holds what writes learned about the database that stays true once committed (the
 metric writer's experiment and variant ids): a write's findings become visible to later
 writes only after the commit of its group, never when its savepoint or the commit failed,
@@ -23,6 +35,7 @@ and all of it is forgotten whenever the writer opens a connection (after open_da
 also at the same path, it always opens a new one).
 """
 
+import contextlib
 import queue
 import random
 import threading
@@ -31,9 +44,16 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from core.db import configurations, database, is_transient, write_transaction
+from core.db import (
+    configurations,
+    database,
+    is_busy,
+    is_transient,
+    storage_fault,
+    write_transaction,
+)
 
-Work = tuple[Callable[[], Any], Future]
+Work = tuple[Callable[[], Any], Any]  # the work, and the future its outcome goes to
 IDLE_CLOSE_S = 1.0
 RETRIES = 3  # a whole group again after a deadlock or serialization failure (PostgreSQL)
 MAX_KNOWN = 100_000  # facts kept (under 30 MB); past it they are forgotten and read again
@@ -82,9 +102,10 @@ class GroupCommit:
         self._path = None
         self.known = Known()
 
-    def submit(self, work: Callable[[], Any]) -> Future:
-        """Queue work() to run inside the writer's next transaction; its result comes back."""
-        future: Future = Future()
+    def submit(self, work: Callable[[], Any], future=None):
+        """Queue work() to run inside the writer's next transaction; its result comes back
+        in `future` (by default a new Future), which is returned."""
+        future = Future() if future is None else future
         self._queue.put((work, future))
         self._ensure_thread()
         return future
@@ -99,19 +120,29 @@ class GroupCommit:
         while True:
             group = [self._next()]
             group += drain(self._queue)
-            try:
-                self._connect()
-                commit_group(group, self.known)
-            except BaseException as exc:  # no connection: tell every caller, keep serving
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
+            self.serve_group(group)
+
+    def serve_group(self, group: list[Work]) -> None:
+        """Commit one group and settle its futures (the writer thread's loop, or a caller
+        that takes the writes from elsewhere: the writer process)."""
+        outcomes = Outcomes()
+        try:
+            self._connect()
+            commit_group(group, self.known, outcomes)
+        except BaseException as exc:  # no connection: tell every caller, keep serving
+            for _, future in group:
+                outcomes.settle(future, error=exc)
+        outcomes.deliver()
+
+    def idle(self) -> None:
+        """No write for IDLE_CLOSE_S: the connection is closed until the next."""
+        database.close()
 
     def _next(self) -> Work:
         try:
             return self._queue.get(timeout=IDLE_CLOSE_S)
         except queue.Empty:
-            database.close()
+            self.idle()
             return self._queue.get()
 
     def _connect(self) -> None:
@@ -137,12 +168,76 @@ class Transient(Exception):
     """A write of the group met a deadlock or a serialization failure: run them all again."""
 
 
-def commit_group(group: list[Work], known: Known | None = None) -> None:
-    """One transaction for the group. On PostgreSQL writers on other hosts run at the same
-    time (the "ingest" scope takes no lock: every write is an upsert), so two groups can
-    deadlock on the same rows; the server then fails one, and that group runs again whole
-    (its writes are idempotent), up to RETRIES times, before any caller hears of it."""
+class Outcomes:
+    """A group's results as the writer settles them: a Future at once; a future with
+    get_loop() (asyncio's) gathered per loop and handed over by `deliver`, one
+    call_soon_threadsafe per loop."""
+
+    def __init__(self):
+        self.by_loop: dict = {}
+
+    def settle(self, future, result=None, error: BaseException | None = None) -> None:
+        if hasattr(future, "get_loop"):
+            self.by_loop.setdefault(future.get_loop(), []).append((future, result, error))
+        else:
+            settle(future, result, error)
+
+    def deliver(self) -> None:
+        by_loop, self.by_loop = self.by_loop, {}
+        for loop, settled in by_loop.items():
+            # A closed loop raises RuntimeError: nobody waits for these any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle_all, settled)
+
+
+def settle_all(settled: list) -> None:
+    """In the loop's thread: each asyncio future its outcome, unless it was cancelled."""
+    for future, result, error in settled:
+        settle(future, result, error)
+
+
+def commit_group(group: list[Work], known: Known | None = None, outcomes=None) -> None:
+    """One transaction for the group: one statement for all when every write can run
+    jointly, else each write in its savepoint. On PostgreSQL writers on other hosts run at
+    the same time (the "ingest" scope takes no lock: every write is an upsert), so two
+    groups can deadlock on the same rows; the server then fails one, and that group runs
+    again whole (its writes are idempotent), up to RETRIES times, before any caller hears
+    of it."""
     known = known or Known()
+    own = outcomes is None
+    outcomes = outcomes or Outcomes()
+    if not ran_jointly(group, outcomes):
+        commit_one_by_one(group, known, outcomes)
+    if own:
+        outcomes.deliver()
+
+
+def ran_jointly(group: list[Work], outcomes: Outcomes) -> bool:
+    """Run the group at once if every write offers the same function (`jointly` gives
+    (function, rows, result)): True once each caller has its outcome, False (nothing
+    stored) when the writes must run one by one."""
+    plans = []
+    for work, _ in group:
+        offer = getattr(work, "jointly", None)
+        plan = offer() if offer is not None else None
+        if plan is None or (plans and plan[0] is not plans[0][0]):
+            return False
+        plans.append(plan)
+    try:
+        with write_transaction("ingest"):
+            plans[0][0]([row for _, rows, _ in plans for row in rows])
+    except Exception as exc:
+        if not (is_busy(exc) or storage_fault(exc)):
+            return False  # a write of the group is wrong: each alone finds which
+        for _, future in group:
+            outcomes.settle(future, error=exc)
+        return True
+    for (_, future), (_, _, result) in zip(group, plans, strict=True):
+        outcomes.settle(future, result)
+    return True
+
+
+def commit_one_by_one(group: list[Work], known: Known, outcomes: Outcomes) -> None:
     for attempt in range(RETRIES + 1):
         last = attempt == RETRIES
         results = []
@@ -160,15 +255,15 @@ def commit_group(group: list[Work], known: Known | None = None) -> None:
                 time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
                 continue
             for _, future in group:
-                settle(future, error=exc)
+                outcomes.settle(future, error=exc)
             return
         known.ended(True)
         for (_, future), (result, error) in zip(group, results, strict=True):
-            settle(future, result, error)
+            outcomes.settle(future, result, error)
         return
 
 
-def settle(future: Future, result=None, error: BaseException | None = None) -> None:
+def settle(future, result=None, error: BaseException | None = None) -> None:
     """Give the caller its outcome, unless it has given up (its request was cancelled):
     setting a cancelled future raises, which would fail every later write in the group."""
     if future.done():

@@ -7,7 +7,7 @@ than SQL built per row; a bulk load's rows, staged in a table (ingest/staging.py
 through one INSERT ... SELECT.
 """
 
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
@@ -32,6 +32,7 @@ from ingest.group_commit import GroupCommit, Known
 WRITES = GroupCommit()  # shared by every thread of this process
 LOOKUP_BATCH = 500  # names per SELECT ... IN (...)
 UPSERT_BATCH = 50_000  # rows converted to parameters at a time, to bound memory
+JOINT_BATCH = 500  # rows per statement of a group's joint upsert (6 parameters each)
 UPSERT_FIELDS = [
     DailyMetric.experiment,
     DailyMetric.variant,
@@ -250,8 +251,12 @@ class MetricWriter:
 
 def upsert_one_row():
     """Every field is given, so peewee adds no values of its own."""
+    return upsert_rows(1)
+
+
+def upsert_rows(count: int):
     placeholder = (0, 0, date(2000, 1, 1), 0, 0, datetime(2000, 1, 1))
-    return replacing(DailyMetric.insert_many([placeholder], fields=UPSERT_FIELDS))
+    return replacing(DailyMetric.insert_many([placeholder] * count, fields=UPSERT_FIELDS))
 
 
 def replacing(insert):
@@ -275,9 +280,49 @@ def store_rows(rows: list[MetricRow], max_arms: int | None = None) -> StoreResul
     return queue_rows(rows, max_arms).result()
 
 
-def queue_rows(rows: list[MetricRow], max_arms: int | None = None) -> Future:
-    """store_rows without waiting: a Future of its StoreResult (for async callers)."""
-    return WRITES.submit(lambda: upsert_in_transaction(rows, max_arms, WRITES.known))
+def queue_rows(rows: list[MetricRow], max_arms: int | None = None, future=None):
+    """store_rows without waiting: a Future of its StoreResult (or the given `future`, as
+    an asyncio future of the caller's loop, which then gets it)."""
+    return WRITES.submit(MetricWrite(rows, max_arms, WRITES.known), future)
+
+
+class MetricWrite:
+    """One queued upsert of metric rows, for the group commit: called, it runs alone (in
+    its savepoint); `jointly` offers it as parameters of the group's one upsert statement
+    when every experiment and variant id it needs is known committed, which is all a
+    repost of existing arms needs (no lookup, no new row, no arm cap to check)."""
+
+    __slots__ = ("known", "max_arms", "rows")
+
+    def __init__(self, rows: list[MetricRow], max_arms: int | None, known: Known):
+        self.rows, self.max_arms, self.known = rows, max_arms, known
+
+    def __call__(self) -> StoreResult:
+        return upsert_in_transaction(self.rows, self.max_arms, self.known)
+
+    def jointly(self) -> tuple[Callable, list[tuple], StoreResult] | None:
+        """(upsert_values, this write's rows of values, its result) or None to run alone."""
+        known, now, values = self.known.get, bound(utcnow()), []
+        for row in self.rows:
+            exp_pk = known(("experiment", row.experiment_id))
+            var_pk = None if exp_pk is None else known(("variant", (exp_pk, row.variant_id)))
+            if var_pk is None:
+                return None
+            values.append((exp_pk, var_pk, bound(row.date), row.impressions, row.clicks, now))
+        return upsert_values, values, StoreResult(rows=len(self.rows))
+
+
+def upsert_values(values: list[tuple]) -> None:
+    """Upsert rows of UPSERT_FIELDS' values, up to JOINT_BATCH in one statement. One
+    statement is one step of the database: sqlite3's executemany takes one per row and
+    gives up the GIL around each, and with the event loop's thread wanting it, the writer
+    waited for the GIL once per row. A later row for the same key replaces an earlier one,
+    as it would one after the other (PostgreSQL refuses a statement that touches a row
+    twice)."""
+    latest = {(row[0], row[1], row[2]): row for row in values}
+    cursor = database.cursor()
+    for batch in slices(list(latest.values()), JOINT_BATCH):
+        cursor.execute(prepared(upsert_rows, len(batch)), [v for row in batch for v in row])
 
 
 def upsert_in_transaction(

@@ -63,10 +63,13 @@ def postgres_template(postgres_cluster):
 @pytest.fixture
 def settings(engine, tmp_path, monkeypatch, request):
     """Default settings on a fresh database of the test's engine: a temporary SQLite file
-    (never :memory:), or a clone of the migrated PostgreSQL template."""
+    (never :memory:), or a clone of the migrated PostgreSQL template. An app made in the
+    test's own process stores POST /data in a writer thread (server.writer_process off):
+    the web processes the tests start as children run the default, a writer process."""
     for name in [n for n in os.environ if n.startswith("BANDIT_")]:
         monkeypatch.delenv(name)
     base = load_settings({})
+    base = dataclasses.replace(base, server=dataclasses.replace(base.server, writer_process=False))
     return on_a_new_database(base, engine, str(tmp_path / "bandit.db"), request)
 
 

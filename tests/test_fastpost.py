@@ -1,5 +1,6 @@
 """The POST /data fast path: the same answers as the FastAPI route, for good and bad bodies."""
 
+import asyncio
 import dataclasses
 import json
 from concurrent.futures import Future
@@ -8,11 +9,11 @@ import fastapi
 import pytest
 from fastapi.testclient import TestClient
 
-import api.fastpost
 from api import metrics
 from api.app import create_app
 from core.db import OperationalError
 from core.secrets import ApiKeys
+from ingest.writer_process import WriterThread
 from tests.helpers import CONTRACT_POST, KEY
 
 
@@ -205,12 +206,12 @@ def writer_error(kind: str, engine: str) -> Exception:
 
 @pytest.mark.parametrize("kind, status", [("busy", 503), ("storage", 503), ("bug", 500)])
 def test_a_failed_write_gets_the_routes_error(settings, engine, monkeypatch, kind, status):
-    def failing(rows, cap=None):
+    def failing(self, rows, cap=None):
         future = Future()
         future.set_exception(writer_error(kind, engine))
-        return future
+        return asyncio.wrap_future(future)
 
-    monkeypatch.setattr(api.fastpost, "queue_rows", failing)
+    monkeypatch.setattr(WriterThread, "submit", failing)
     found = assert_same_answers(settings, [{"content": encoded(CONTRACT_POST), "headers": JSON}])
     assert found[0][0] == status
 

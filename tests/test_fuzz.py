@@ -36,7 +36,9 @@ def schema_loading_settings():
     folder = tempfile.mkdtemp(prefix="bandit-fuzz-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = Path(folder) / "schema.db"
-    return dataclasses.replace(base, database=dataclasses.replace(base.database, path=str(path)))
+    server = dataclasses.replace(base.server, writer_process=False)  # as the settings fixture
+    database = dataclasses.replace(base.database, path=str(path))
+    return dataclasses.replace(base, database=database, server=server)
 
 
 APP = create_app(schema_loading_settings(), ApiKeys([KEY]))

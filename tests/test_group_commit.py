@@ -1,5 +1,6 @@
 """Writes that queue up share one commit, and each stays all or nothing."""
 
+import asyncio
 import contextlib
 import os
 import re
@@ -219,3 +220,71 @@ def test_known_facts_are_bounded(monkeypatch):
         known.ended(True)
         assert len(known.facts) <= 2
     assert (known.get("a"), known.get("b"), known.get("c")) == (None, None, 1)
+
+
+def metric_write(writes: GroupCommit, experiment: str, clicks: int = 5):
+    """A write as POST /data queues it (ingest.metrics.queue_rows, on this group commit)."""
+    return writes.submit(metrics.MetricWrite(rows(experiment, clicks), None, writes.known))
+
+
+def test_a_group_of_reposts_of_known_arms_runs_as_one_upsert(db, monkeypatch):
+    writes = GroupCommit()
+    for name in ("e1", "e2", "e3"):
+        metric_write(writes, name).result(5)
+    monkeypatch.setattr(metrics.MetricWriter, "upsert", lambda *a: pytest.fail("one by one"))
+    release = blocked_writer(writes)
+    futures = [metric_write(writes, name, clicks=9) for name in ("e1", "e2", "e3")]
+    release.set()
+    assert [f.result(5).rows for f in futures] == [2, 2, 2]
+    assert stored("e1") == stored("e2") == stored("e3") == [("a", 9), ("b", 9)]
+
+
+def test_a_wrong_write_in_a_joint_group_fails_alone(db):
+    writes = GroupCommit()
+    for name in ("e1", "e2"):
+        metric_write(writes, name).result(5)
+    e2 = Experiment.get(Experiment.name == "e2").id
+    writes.known.facts[("variant", (e2, "a"))] = 10**9  # an id no variant has
+    release = blocked_writer(writes)
+    good, wrong = metric_write(writes, "e1", clicks=7), metric_write(writes, "e2", clicks=7)
+    release.set()
+    assert good.result(5).rows == 2
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
+        wrong.result(5)
+    assert stored("e1") == [("a", 7), ("b", 7)]
+    assert stored("e2") == [("a", 5), ("b", 5)]  # all or nothing: b is not 7 either
+
+
+def test_two_writes_of_the_same_rows_in_one_group_leave_the_later(db):
+    writes = GroupCommit()
+    metric_write(writes, "e1").result(5)
+    release = blocked_writer(writes)
+    first, later = metric_write(writes, "e1", clicks=8), metric_write(writes, "e1", clicks=9)
+    release.set()
+    assert first.result(5).rows == later.result(5).rows == 2
+    assert stored("e1") == [("a", 9), ("b", 9)]
+
+
+def test_a_loops_writes_of_one_group_wake_it_once(db):
+    writes = GroupCommit()
+    metric_write(writes, "e1").result(5)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakes = []
+        original = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a: wakes.append(a) or original(*a)
+        release = blocked_writer(writes)
+        futures = [
+            writes.submit(
+                metrics.MetricWrite(rows("e1", c), None, writes.known), loop.create_future()
+            )
+            for c in range(5)
+        ]
+        release.set()
+        results = await asyncio.gather(*futures)
+        return wakes, results
+
+    wakes, results = asyncio.run(main())
+    assert [r.rows for r in results] == [2] * 5
+    assert len(wakes) == 1

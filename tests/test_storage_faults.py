@@ -18,7 +18,7 @@ from core.schema import Experiment
 from core.settings import DatabaseSettings
 from tests.helpers import body
 from tests.postgres import require_cluster
-from tests.processes import child_env, query, run_once
+from tests.processes import child_env, query, run_once, writer_pids
 
 
 def post(day: int) -> dict:
@@ -108,13 +108,18 @@ def test_an_io_error_on_the_sqlite_file_is_a_503_naming_it_and_writes_resume_aft
     path = tmp_path / "bandit.db"
     server = procs.server(child_env(path))
     assert server.request("POST", "/data", post(0))[0] == 200
-    # Files of the web process may not grow past the WAL's size now: writing beyond is EFBIG.
+    # Files of the web process and of its writer may not grow past the WAL's size now:
+    # writing beyond is EFBIG.
     limit = (tmp_path / "bandit.db-wal").stat().st_size
-    resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    writers = [server.process.pid, *writer_pids(server.process.pid)]
+    assert len(writers) == 2
+    for pid in writers:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
     status, answer, acknowledged = post_until_refused(server)
     assert_storage_refusal(status, answer, "disk I/O error")
     assert_degraded(server, "disk I/O error")
-    resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    for pid in writers:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
     assert server.request("POST", "/data", post(5000))[0] == 200
     assert server.request("GET", "/healthz")[1]["status"] == "ok"
     server.signal(signal.SIGTERM)

@@ -98,6 +98,16 @@ def open_database(settings: DatabaseSettings, create: bool | None = None):
     return db
 
 
+def attach_database(settings: DatabaseSettings):
+    """Point the shared database at one another process of this host has opened with
+    open_database (checked, migrated): configured and pinned as it is now, without the
+    check and the migration (the web process's writer, ingest/writer_process.py)."""
+    db = configure(settings)
+    with db.connection_context():
+        db.pin(settings.path)  # the file's identity; PostgreSQL reads the server's own
+    return db
+
+
 def open_server_database(settings: DatabaseSettings, create: bool | None = None):
     """A PostgreSQL database: the server must answer, be the same database on every later
     connection (pinned by the cluster's system identifier and the database's oid), and

@@ -1,0 +1,186 @@
+"""server.writer_process: POST /data's writes stored by a child of the web process.
+
+Its answers are the writer thread's (stored rows, a refused arm, a busy lock, a storage
+fault); a child that dies costs only the writes it had not answered, which are told so,
+and the next write starts a new one; it stops with the web process, whether the web
+process stops cleanly or is killed, and a clean stop answers the writes in flight.
+"""
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.db import health
+from ingest.writer_process import WriteRefused, frame, frames, portable, rebuilt
+from tests.helpers import CONTRACT_POST, body, variant
+from tests.processes import alive, child_env, query, sqlite_path, wait_for, writer_pids
+
+
+def with_writer(settings, writer_process: bool, **sampling):
+    server = dataclasses.replace(settings.server, writer_process=writer_process)
+    chosen = dataclasses.replace(settings.sampling, **sampling)
+    return dataclasses.replace(settings, server=server, sampling=chosen)
+
+
+def answers(settings, writer_process: bool, requests: list[dict]) -> list[tuple]:
+    app = create_app(with_writer(settings, writer_process, max_active_arms=3))
+    with TestClient(app) as client:
+        return [
+            (r.status_code, r.json(), r.headers.get("retry-after"))
+            for r in (client.post("/data", json=payload) for payload in requests)
+        ]
+
+
+def test_the_writer_process_answers_every_write_as_the_writer_thread(settings, new_database):
+    requests = [
+        CONTRACT_POST,
+        CONTRACT_POST,  # a repost: no new arm
+        body(experiment_id="wide", variants=[variant(variant_id=f"v{i}") for i in range(4)]),
+        body(experiment_id="wide", variants=[variant(variant_id=f"v{i}") for i in range(3)]),
+        body(experiment_id="wide", variants=[variant(variant_id="v9")]),  # past the cap
+    ]
+    in_process = answers(settings, True, requests)
+    assert [status for status, _, _ in in_process] == [200, 200, 422, 200, 422]
+    assert in_process == answers(new_database(settings), False, requests)
+    rows = query(settings, "SELECT COUNT(*) FROM daily_metric")
+    assert rows == [(5,)]
+
+
+def test_a_busy_sqlite_file_is_the_same_503_from_the_writer_process(settings):
+    settings = dataclasses.replace(
+        settings, database=dataclasses.replace(settings.database, busy_timeout_ms=200)
+    )
+    app = create_app(with_writer(settings, True))
+    with TestClient(app) as client:
+        assert client.post("/data", json=CONTRACT_POST).status_code == 200
+        holder = sqlite3.connect(sqlite_path(settings), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            refused = client.post("/data", json=CONTRACT_POST)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "busy"
+        assert refused.headers["retry-after"] == "1"
+        assert client.post("/data", json=CONTRACT_POST).status_code == 200
+
+
+def test_what_refused_a_write_crosses_the_pipe_as_the_error_handlers_need_it():
+    from core.db import DatabaseFault, OperationalError
+    from core.experiments import InvalidChange
+
+    cap = rebuilt(portable(InvalidChange("variants", "too many arms")))
+    assert isinstance(cap, InvalidChange) and (cap.field, cap.message) == (
+        "variants",
+        "too many arms",
+    )
+    busy = rebuilt(portable(OperationalError("database is locked")))
+    assert isinstance(busy, WriteRefused) and busy.kind == "busy"
+    assert str(busy) == "database is locked"
+    fault = rebuilt(portable(DatabaseFault("database file /x is missing")))
+    assert (fault.kind, str(fault)) == ("storage", "database file /x is missing")
+    bug = rebuilt(portable(KeyError("x")))
+    assert bug.kind == "error" and "KeyError" in str(bug)
+    assert portable(None) is None
+
+
+def test_frames_come_off_a_buffer_only_when_whole():
+    data = frame([1, "a"]) + frame({"b": (2, None)})
+    buffer = bytearray(data[:-3])
+    assert frames(buffer) == [[1, "a"]]
+    buffer += data[-3:]
+    assert frames(buffer) == [{"b": (2, None)}]
+    assert buffer == bytearray()
+
+
+def post_until(web, stop: threading.Event, statuses: list) -> None:
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            statuses.append(
+                web.request("POST", "/data", body(date="2025-12-22", experiment_id=f"k{i % 7}"))[0]
+            )
+        except OSError:
+            statuses.append("gone")
+            return
+
+
+@pytest.mark.processes
+def test_a_writer_process_that_dies_costs_only_its_unanswered_writes(settings, procs):
+    web = procs.web(child_env(settings)).wait_ready()
+    assert web.request("POST", "/data", CONTRACT_POST)[0] == 200
+    (first,) = wait_for(lambda: writer_pids(web.process.pid), 10, "the writer process")
+    stop, statuses = threading.Event(), []
+    poster = threading.Thread(target=post_until, args=(web, stop, statuses))
+    poster.start()
+    wait_for(lambda: len(statuses) > 20, 20, "posts")
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.3)
+    status, answer = web.request("POST", "/data", CONTRACT_POST)
+    if status == 503:
+        assert answer["error"] == "unavailable"
+    wait_for(lambda: web.request("POST", "/data", CONTRACT_POST)[0] == 200, 10, "a new writer")
+    (second,) = writer_pids(web.process.pid)
+    assert second != first
+    stop.set()
+    poster.join(20)
+    assert set(statuses) <= {200, 503}, statuses
+    assert "the writer process exited with status -9" in web.output
+    assert web.request("GET", "/healthz")[0] == 200
+
+
+@pytest.mark.processes
+def test_a_clean_stop_answers_the_writes_in_flight_and_the_writer_exits(settings, procs):
+    web = procs.web(child_env(settings)).wait_ready()
+    stop, statuses = threading.Event(), []
+    posters = [threading.Thread(target=post_until, args=(web, stop, statuses)) for _ in range(4)]
+    for poster in posters:
+        poster.start()
+    wait_for(lambda: len(statuses) > 40, 20, "posts")
+    (writer,) = writer_pids(web.process.pid)
+    os.killpg(web.process.pid, signal.SIGTERM)  # as a supervisor stops the whole group
+    assert web.wait(30) == -signal.SIGTERM  # uvicorn stops, then dies of the signal it got
+    assert "Application shutdown complete" in web.output
+    stop.set()
+    for poster in posters:
+        poster.join(20)
+    acknowledged = statuses.count(200)
+    assert acknowledged > 40 and 503 not in statuses, statuses[-20:]
+    wait_for(lambda: not alive(writer), 10, "the writer to exit")
+    assert "the writer process exited" not in web.output
+
+
+@pytest.mark.processes
+def test_the_writer_process_exits_when_the_web_process_is_killed(settings, procs):
+    web = procs.web(child_env(settings)).wait_ready()
+    assert web.request("POST", "/data", CONTRACT_POST)[0] == 200
+    (writer,) = writer_pids(web.process.pid)
+    web.process.kill()  # the web process alone: its child is left to see the pipe close
+    web.wait(10)
+    wait_for(lambda: not alive(writer), 10, "the writer to exit")
+    assert query(settings, "SELECT COUNT(*) FROM daily_metric") == [(2,)]
+
+
+def test_health_mirrors_the_writer_processs_storage_fault():
+    from ingest.writer_process import WriterProcess
+
+    writer = WriterProcess(None)
+    before = health.fault
+    try:
+        writer.settle([(1, None, ("storage", "disk full"))], "disk full")
+        assert health.fault == "disk full"
+        writer.settle([(2, None, ("busy", "database is locked"))], None)
+        assert health.fault == "disk full"  # no write committed: still degraded
+        writer.settle([(3, (2, [], []), None)], None)
+        assert health.fault is None
+    finally:
+        health.fault = before
