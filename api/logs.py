@@ -6,8 +6,9 @@ any middleware, and their FastAPI routes must answer with the same bytes and hea
 those reads carry no request id either way.
 """
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 
@@ -23,8 +24,26 @@ def fast_read(scope) -> bool:
     return scope["method"] in READ_METHODS and scope["path"] in FAST_PATHS
 
 
+class RequestIds:
+    """Ids of 32 hex digits, as uuid4().hex, for a fifth of its cost: a random prefix per
+    process (drawn again in a forked child) and a counter."""
+
+    def __init__(self):
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix, self.numbers = os.urandom(8).hex(), itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.numbers):016x}"
+
+
+IDS = RequestIds()
+
+
 def request_id(sent: str | None) -> str:
-    return sent if sent is not None and SANE.fullmatch(sent) else uuid.uuid4().hex
+    return sent if sent is not None and SANE.fullmatch(sent) else IDS.next()
 
 
 class RequestId:

@@ -136,3 +136,25 @@ def test_a_run_logs_its_id_as_a_field(db, settings, caplog):
     published = [r for r in caplog.records if "published" in r.getMessage()]
     assert published and published[0].run_id == summary.run_id
     assert json.loads(JsonLines().format(published[0]))["run_id"] == summary.run_id
+
+
+def test_made_request_ids_are_32_hex_digits_unique_also_across_a_fork():
+    import os
+    import re
+
+    from api.logs import request_id
+
+    made = [request_id(None) for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", m) for m in made)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, request_id(None).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    in_child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert in_child[:16] != made[0][:16]
+    assert request_id("from-the-proxy.1") == "from-the-proxy.1"
