@@ -9,6 +9,8 @@
 - The open-file limit is raised to the hard limit at start, so sockets run out later.
 - When they do run out anyway, the event loop logs every failed accept; the asyncio
   logger is filtered to one line per message per interval, with a count of the rest.
+- A response goes out in one send (`Coalescing`), not one for its head and one for its
+  body.
 """
 
 import logging
@@ -40,7 +42,7 @@ class ClientTimeout(AutoHTTPProtocol):
         return cls.timeout_s
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(Coalescing(transport, self.loop))
         self._received = self._seen_received = 0
         self._seen_cycle = None
         self._watch = self.loop.call_later(self.seconds(), self._check_progress)
@@ -70,6 +72,38 @@ class ClientTimeout(AutoHTTPProtocol):
     def connection_lost(self, exc) -> None:
         self._watch.cancel()
         super().connection_lost(exc)
+
+
+class Coalescing:
+    """The connection's transport, its writes of one turn of the loop sent as one: uvicorn
+    writes a response's status line and headers, then its body, each a send() of its own
+    (a system call, and a packet, apiece). The first write of a turn schedules the send
+    for the end of the turn; closing sends what waits first; everything else is the
+    transport's own."""
+
+    __slots__ = ("loop", "pending", "transport")
+
+    def __init__(self, transport, loop):
+        self.transport, self.loop, self.pending = transport, loop, []
+
+    def write(self, data) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
 
 
 def raise_open_file_limit() -> int:

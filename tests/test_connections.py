@@ -140,3 +140,48 @@ def test_a_repeated_log_message_passes_once_per_interval_with_a_count():
     again = record(accept)
     assert passed.filter(again) is True
     assert again.getMessage() == "socket.accept() out of system resource (4 more like it held back)"
+
+
+class Recorded:
+    """A transport that records what it is asked to do."""
+
+    def __init__(self):
+        self.calls, self.closing = [], False
+
+    def write(self, data):
+        self.calls.append(("write", bytes(data)))
+
+    def close(self):
+        self.calls.append(("close",))
+        self.closing = True
+
+    def is_closing(self):
+        return self.closing
+
+    def get_extra_info(self, name):
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+
+def test_a_turns_writes_go_out_as_one_send_and_closing_sends_them_first():
+    import asyncio
+
+    from api.connections import Coalescing
+
+    async def main():
+        inner = Recorded()
+        transport = Coalescing(inner, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"body")
+        assert inner.calls == []  # not yet: at the end of this turn
+        await asyncio.sleep(0)
+        assert inner.calls == [("write", b"HTTP/1.1 200 OK\r\n\r\nbody")]
+        transport.write(b"last")
+        transport.close()
+        await asyncio.sleep(0)
+        assert inner.calls[1:] == [("write", b"last"), ("close",)]
+        assert transport.get_extra_info("peername") == ("127.0.0.1", 1)
+        transport.write(b"after close")
+        await asyncio.sleep(0)
+        assert inner.calls[-1] == ("close",)  # a closed transport is sent nothing
+
+    asyncio.run(main())
