@@ -9,13 +9,15 @@ server.writer_process (the default) each web process starts one child,
 `python -m ingest.writer_process`, which runs the same group commit (ingest/group_commit.py)
 on its own connection, and the loop only hands it rows and reads back outcomes:
 
-- The web process sends each loop iteration's writes as one frame (a 4-byte length and
-  a pickle of [(key, rows, max_arms), ...]) down a pipe; the child's reader thread
-  queues them to its writer thread, which groups and commits them as in one process.
+- The web process sends the writes that came since its last frame as one frame (a
+  4-byte length and a pickle of [(key, rows, max_arms), ...], plain values) down a pipe,
+  one frame in flight at a time: what comes while the child commits goes in the next
+  frame, sent as soon as the answer is read. The child, one thread, commits each frame
+  as one group with the same code as the writer thread (GroupCommit.serve_group).
 - After each group's commit the child sends one frame back: every write's outcome
-  (its StoreResult, or what refused it) and the child's storage fault, if any. The loop
-  reads it when the pipe is readable and settles each write's future. So a write is
-  acknowledged only after its commit, as before.
+  (its StoreResult's fields, or what refused it) and the child's storage fault, if any.
+  The loop reads it when the pipe is readable and settles each write's future. So a
+  write is acknowledged only after its commit, as before.
 - What refused a write crosses the pipe as a WriteRefused with the kind the web process's
   error handlers answer (busy or storage: 503; a refused change: 422; a bug: 500) and the
   database's own words. A storage fault the child met, or the commit that cleared it, is
@@ -397,7 +399,10 @@ def serve(from_web: int, to_web: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pipe = Pipe(from_web)
-    settings, *batches = pipe.receive(None)
+    received = pipe.receive(None)
+    if not received:
+        return 0  # closed before it sent anything
+    settings, *batches = received
     attach_database(settings)
     writes, channel = GroupCommit(), Channel(to_web)
     while True:
@@ -406,7 +411,6 @@ def serve(from_web: int, to_web: int) -> int:
             if batches is None:
                 writes.idle()
                 batches = pipe.receive(None)
-        batches += pipe.receive(0) or []  # whatever else has come meanwhile
         if not batches:
             return 0  # the web process closed the pipe, and every write is answered
         group = [
