@@ -3,8 +3,9 @@
 In one process the event loop's thread and the group commit's writer thread share one
 GIL. The writer gives it up around every SQLite call (BEGIN, the upsert, COMMIT and its
 fsync) and must take it back after each, while the loop holds it for whole requests, so a
-group of writes waited for the GIL several times, and the web process answered about as
-many POSTs per second as one thread could do both jobs (bench/README.md). With
+group of writes waited for the GIL several times (in the same benchmark runs the writer
+thread gave 0.72 and 0.84 of the POSTs per second of the writer process; bench/README.md).
+With
 server.writer_process (the default) each web process starts one child,
 `python -m ingest.writer_process`, which runs the same group commit (ingest/group_commit.py)
 on its own connection, and the loop only hands it rows and reads back outcomes:
