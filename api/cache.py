@@ -47,14 +47,19 @@ class Bulk:
 
     def __init__(self, items: dict[str, bytes]):
         # Sorted by id, so that every process builds the same bytes and the same ETag.
+        # Each encoding's validator matches the other's in If-None-Match: a client that got
+        # the plain body before the gzip one was built (compress runs after the swap) has
+        # the same content, and must get a 304 for it, not the payload again.
         body = b'{"experiments":[' + b",".join(items[n] for n in sorted(items)) + b"]}"
-        self.plain = served(body, extra=(VARY,))
+        plain_tag = etag_of(body)
+        self.gzip_tag = plain_tag[:-1] + b'-gzip"'  # etag_of(body, b"-gzip"), not hashed again
+        self.plain = served(body, plain_tag, (VARY,), same=self.gzip_tag)
         self.gzipped: Served | None = None
 
     def compress(self) -> None:
         packed = gzip.compress(self.plain.body, compresslevel=GZIP_LEVEL, mtime=0)
         encoding = (b"content-encoding", b"gzip")
-        self.gzipped = served(packed, etag_of(self.plain.body, b"-gzip"), (VARY, encoding))
+        self.gzipped = served(packed, self.gzip_tag, (VARY, encoding), same=self.plain.etag)
 
     def pick(self, scope) -> Served:
         if self.gzipped is not None and accepts_gzip(header(scope, b"accept-encoding")):

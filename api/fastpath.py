@@ -57,13 +57,14 @@ class Served:
     etag: bytes
     ok: list
     not_modified: list
+    same: bytes = b""  # the validator of another encoding of the same content, if any
 
 
-def served(body: bytes, etag: bytes | None = None, extra: tuple = ()) -> Served:
+def served(body: bytes, etag: bytes | None = None, extra: tuple = (), same: bytes = b"") -> Served:
     etag = etag or etag_of(body)
     validators = [(b"etag", etag), (b"cache-control", CACHE_CONTROL), *extra]
     length = (b"content-length", b"%d" % len(body))
-    return Served(body, etag, [length, JSON, *validators], validators)
+    return Served(body, etag, [length, JSON, *validators], validators, same)
 
 
 def header(scope, name: bytes) -> bytes | None:
@@ -83,7 +84,9 @@ def matches(if_none_match: bytes, etag: bytes) -> bool:
 def respond(found: Served, scope) -> tuple[int, list, bytes]:
     """(status, headers, body) for a GET or HEAD of `found`, honouring If-None-Match."""
     condition = header(scope, b"if-none-match")
-    if condition is not None and matches(condition, found.etag):
+    if condition is not None and (
+        matches(condition, found.etag) or (found.same and matches(condition, found.same))
+    ):
         return 304, found.not_modified, b""
     return 200, found.ok, b"" if scope["method"] == "HEAD" else found.body
 
