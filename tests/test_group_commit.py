@@ -65,16 +65,18 @@ def test_a_failing_write_rolls_back_alone(db):
     assert [e.name for e in Experiment.select()] == ["good"]
 
 
+@contextlib.contextmanager
+def failing_commit(scope="global"):
+    """write_transaction whose commit fails (a full disk): nothing of the group lands."""
+    with write_transaction(scope) as transaction:
+        yield
+        transaction.rollback()
+    raise OSError("disk full")
+
+
 def test_a_failed_commit_fails_every_write_in_the_group(db, monkeypatch):
     writes = GroupCommit()
     release = blocked_writer(writes)
-
-    @contextlib.contextmanager
-    def failing_commit(scope="global"):
-        with write_transaction(scope) as transaction:
-            yield
-            transaction.rollback()
-        raise OSError("disk full")
 
     monkeypatch.setattr(group_commit, "write_transaction", failing_commit)
     futures = [writes.submit(lambda i=i: upsert_in_transaction(rows(f"e{i}"))) for i in range(3)]
@@ -120,13 +122,6 @@ def test_ids_read_in_a_group_whose_commit_failed_are_not_reused(db, monkeypatch)
     # group that never committed would send e1's counts to e2's rows.
     writes = GroupCommit()
     release = blocked_writer(writes)
-
-    @contextlib.contextmanager
-    def failing_commit(scope="global"):
-        with write_transaction(scope) as transaction:
-            yield
-            transaction.rollback()
-        raise OSError("disk full")
 
     monkeypatch.setattr(group_commit, "write_transaction", failing_commit)
     failed = known_write(writes, "e1")
