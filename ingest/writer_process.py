@@ -166,6 +166,9 @@ class WriterProcess:
                 future.set_exception(self.not_running())
                 return future
             self.start(loop)
+            if self.process is None:  # it died at once: its pipe refused the settings
+                future.set_exception(self.not_running())
+                return future
         key = next(self.keys)
         self.pending[key] = future
         if not self.outgoing and not self.in_flight:
@@ -261,15 +264,22 @@ class WriterProcess:
             self.last_exit = self.process.wait()
         log.error("the writer process exited with status %s", self.last_exit)
         self.detach()
+        # The writes waiting for the next frame were never sent: they go with the rest, or
+        # the next child would never be sent a frame (a flush is due only when none wait).
+        unsent = {key for key, _, _ in self.outgoing}
+        self.outgoing = []
         pending, self.pending = self.pending, {}
-        for future in pending.values():
+        for key, future in pending.items():
             if not future.done():
                 future.set_exception(
                     WriteRefused(
                         "stopped",
-                        "the writer process stopped before it answered; the write may or may "
-                        "not be stored: retry it (a repost of the same day replaces the same "
-                        "rows)",
+                        "the writer process stopped before it was sent the write; nothing was "
+                        "stored, retry it shortly"
+                        if key in unsent
+                        else "the writer process stopped before it answered; the write may or "
+                        "may not be stored: retry it (a repost of the same day replaces the "
+                        "same rows)",
                     )
                 )
 

@@ -7,6 +7,7 @@ process stops cleanly or is killed, and a clean stop answers the writes in fligh
 """
 
 import dataclasses
+from datetime import date
 import os
 import signal
 import sqlite3
@@ -184,3 +185,43 @@ def test_health_mirrors_the_writer_processs_storage_fault():
         assert health.fault is None
     finally:
         health.fault = before
+
+
+def test_writes_queued_behind_a_frame_when_the_writer_dies_do_not_hold_up_the_next_child(
+    db, settings, monkeypatch
+):
+    """A write that came while a frame was in flight waits for the next frame. If the child
+    died then, that write was failed with the rest; it must not be left queued, or no
+    frame is ever sent to the next child and every later write hangs."""
+    import asyncio
+
+    import ingest.writer_process as writer_process
+    from ingest.metrics import MetricRow
+
+    monkeypatch.setattr(writer_process, "RESTART_AFTER_S", 0.0)
+    day = date(2025, 12, 22)
+
+    def rows(experiment_id):
+        return [MetricRow(experiment_id, day, "control", 10, 1)]
+
+    async def scenario():
+        writer = writer_process.WriterProcess(settings.database)
+        writer.start(asyncio.get_running_loop())
+        try:
+            in_flight = writer.submit(rows("a"), None)
+            await asyncio.sleep(0)  # the flush: the first frame is sent
+            queued = writer.submit(rows("b"), None)  # behind it, for the next frame
+            assert writer.in_flight and writer.outgoing
+            writer.process.kill()
+            for future, told in ((in_flight, "may or may not be stored"), (queued, "nothing")):
+                with pytest.raises(WriteRefused) as refused:
+                    await asyncio.wait_for(future, 20)
+                assert refused.value.kind == "stopped" and told in str(refused.value)
+            result = await asyncio.wait_for(writer.submit(rows("c"), None), 20)
+            assert result.rows == 1
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    stored = "SELECT e.name FROM daily_metric AS m JOIN experiment AS e ON e.id = m.experiment_id"
+    assert query(settings, stored) == [("c",)]  # the first two were never committed
