@@ -30,7 +30,7 @@ from api.logs import request_id
 from api.middleware import key_name, read_body, replay, too_large
 from api.schemas import StoredOut
 from core.logs import KEY_NAME, REQUEST_ID
-from ingest.metrics import StoreResult, rows_of
+from ingest.metrics import StoreResult
 from ingest.validation import DailyMetrics, date_problem
 
 JSON_TYPE = b"application/json"
@@ -53,7 +53,7 @@ async def stored(app, day: DailyMetrics) -> StoreResult:
     commit (the route and the fast path both store this way: no worker thread, no
     connection per request)."""
     cap = app.state.settings.sampling.max_active_arms
-    result = await app.state.writes.submit(rows_of(day), cap)
+    result = await app.state.writes.submit(day, cap)
     metrics.count_posted(result.rows)
     if result.new_experiments or result.new_variants:
         await run_in_threadpool(app.state.cache.refresh)

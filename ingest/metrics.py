@@ -312,6 +312,40 @@ class MetricWrite:
         return upsert_values, values, StoreResult(rows=len(self.rows))
 
 
+class DayWrite:
+    """One experiment's day of metrics as the writer process receives it (plain values:
+    its experiment id, its date's ISO text and its (variant_id, impressions, clicks)): a
+    MetricWrite of those rows, whose row objects are made only when it runs alone (new
+    arms, or a group that must run write by write)."""
+
+    __slots__ = ("arms", "day", "experiment_id", "known", "max_arms")
+
+    def __init__(self, experiment_id: str, day: str, arms: list[tuple], max_arms, known: Known):
+        self.experiment_id, self.day, self.arms = experiment_id, day, arms
+        self.max_arms, self.known = max_arms, known
+
+    def rows(self) -> list[MetricRow]:
+        day = date.fromisoformat(self.day)
+        return [MetricRow(self.experiment_id, day, *arm) for arm in self.arms]
+
+    def __call__(self) -> StoreResult:
+        return upsert_in_transaction(self.rows(), self.max_arms, self.known)
+
+    def jointly(self) -> tuple[Callable, list[tuple], StoreResult] | None:
+        """As MetricWrite.jointly: the date's text is what bound() makes of the date."""
+        known = self.known.get
+        exp_pk = known(("experiment", self.experiment_id))
+        if exp_pk is None:
+            return None
+        now, day, values = bound(utcnow()), self.day, []
+        for variant_id, impressions, clicks in self.arms:
+            var_pk = known(("variant", (exp_pk, variant_id)))
+            if var_pk is None:
+                return None
+            values.append((exp_pk, var_pk, day, impressions, clicks, now))
+        return upsert_values, values, StoreResult(rows=len(self.arms))
+
+
 def upsert_values(values: list[tuple]) -> None:
     """Upsert rows of UPSERT_FIELDS' values, up to JOINT_BATCH in one statement. One
     statement is one step of the database: sqlite3's executemany takes one per row and

@@ -11,7 +11,8 @@ server.writer_process (the default) each web process starts one child,
 on its own connection, and the loop only hands it rows and reads back outcomes:
 
 - The web process sends the writes that came since its last frame as one frame (a
-  4-byte length and a pickle of [(key, rows, max_arms), ...], plain values) down a pipe,
+  4-byte length and a pickle of [(key, day, max_arms), ...], plain values: a day is its
+  experiment id, its date's text and its (variant_id, impressions, clicks)) down a pipe,
   one frame in flight at a time: what comes while the child commits goes in the next
   frame, sent as soon as the answer is read. The child, one thread, commits each frame
   as one group with the same code as the writer thread (GroupCommit.serve_group).
@@ -44,7 +45,6 @@ import struct
 import subprocess
 import sys
 import time
-from datetime import date
 from itertools import count
 
 from core.db import health, is_busy, storage_fault
@@ -53,7 +53,7 @@ from ingest.metrics import StoreResult
 
 log = logging.getLogger("bandit.api")
 HEADER = struct.Struct("<I")
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 16  # under malloc's mmap threshold: a larger buffer costs an mmap per read
 RESTART_AFTER_S = 1.0  # a child that died is started again at most once a second
 STOP_WAIT_S = 30.0  # how long a stopping web process waits for its child's last commits
 
@@ -106,16 +106,11 @@ def rebuilt(refusal) -> Exception:
     return WriteRefused(refusal[0], refusal[1])
 
 
-def plain(row) -> tuple:
-    """A MetricRow as values that pickle fast (no date object)."""
-    return (row.experiment_id, row.date.isoformat(), row.variant_id, row.impressions, row.clicks)
-
-
-def metric_row(values: tuple):
-    from ingest.metrics import MetricRow
-
-    experiment_id, day, variant_id, impressions, clicks = values
-    return MetricRow(experiment_id, date.fromisoformat(day), variant_id, impressions, clicks)
+def plain(day) -> tuple:
+    """A validated day of metrics (ingest.validation.DailyMetrics) as values that pickle
+    fast (no date object, no model): the child's ingest.metrics.DayWrite."""
+    arms = [(v.variant_id, v.impressions, v.clicks) for v in day.variants]
+    return day.experiment_id, day.date.isoformat(), arms
 
 
 class WriterProcess:
@@ -156,8 +151,9 @@ class WriterProcess:
         loop.add_reader(from_child, self.readable)
         self.send(frame(self.settings))
 
-    def submit(self, rows, max_arms: int | None) -> asyncio.Future:
-        """A future of the StoreResult of these rows, settled after their commit."""
+    def submit(self, day, max_arms: int | None) -> asyncio.Future:
+        """A future of the StoreResult of this validated day's rows, settled after their
+        commit."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if self.process is None or loop is not self.loop:
@@ -173,7 +169,7 @@ class WriterProcess:
         self.pending[key] = future
         if not self.outgoing and not self.in_flight:
             loop.call_soon(self.flush)
-        self.outgoing.append((key, [plain(row) for row in rows], max_arms))
+        self.outgoing.append((key, plain(day), max_arms))
         return future
 
     def not_running(self) -> WriteRefused:
@@ -342,10 +338,10 @@ class WriterThread:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         pass
 
-    def submit(self, rows, max_arms: int | None) -> asyncio.Future:
-        from ingest.metrics import queue_rows
+    def submit(self, day, max_arms: int | None) -> asyncio.Future:
+        from ingest.metrics import queue_rows, rows_of
 
-        return queue_rows(rows, max_arms, asyncio.get_running_loop().create_future())
+        return queue_rows(rows_of(day), max_arms, asyncio.get_running_loop().create_future())
 
     def close(self) -> None:
         pass
@@ -402,7 +398,7 @@ def serve(from_web: int, to_web: int) -> int:
     thread (no GIL to share), until its end of the pipe closes."""
     from core.migrations import attach_database
     from ingest.group_commit import IDLE_CLOSE_S, GroupCommit
-    from ingest.metrics import MetricWrite
+    from ingest.metrics import DayWrite
 
     logging.disable(logging.ERROR)  # the web process logs what this one reports
     # A signal to the process group (Ctrl-C, a supervisor stopping the service) is the web
@@ -425,9 +421,9 @@ def serve(from_web: int, to_web: int) -> int:
         if not batches:
             return 0  # the web process closed the pipe, and every write is answered
         group = [
-            (MetricWrite([metric_row(r) for r in rows], cap, writes.known), Slot(channel, key))
+            (DayWrite(*day, cap, writes.known), Slot(channel, key))
             for batch in batches
-            for key, rows, cap in batch
+            for key, day, cap in batch
         ]
         batches = []
         writes.serve_group(group)

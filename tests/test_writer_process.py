@@ -7,7 +7,6 @@ process stops cleanly or is killed, and a clean stop answers the writes in fligh
 """
 
 import dataclasses
-from datetime import date
 import os
 import signal
 import sqlite3
@@ -42,16 +41,25 @@ def answers(settings, writer_process: bool, requests: list[dict]) -> list[tuple]
 def test_the_writer_process_answers_every_write_as_the_writer_thread(settings, new_database):
     requests = [
         CONTRACT_POST,
-        CONTRACT_POST,  # a repost: no new arm
+        {  # a repost with new counts: no new arm (one upsert for the group)
+            **CONTRACT_POST,
+            "variants": [variant(variant_id="control", clicks=51), variant(variant_id="variant")],
+        },
         body(experiment_id="wide", variants=[variant(variant_id=f"v{i}") for i in range(4)]),
         body(experiment_id="wide", variants=[variant(variant_id=f"v{i}") for i in range(3)]),
         body(experiment_id="wide", variants=[variant(variant_id="v9")]),  # past the cap
     ]
     in_process = answers(settings, True, requests)
     assert [status for status, _, _ in in_process] == [200, 200, 422, 200, 422]
-    assert in_process == answers(new_database(settings), False, requests)
-    rows = query(settings, "SELECT COUNT(*) FROM daily_metric")
-    assert rows == [(5,)]
+    in_thread = new_database(settings)
+    assert in_process == answers(in_thread, False, requests)
+    stored = (
+        "SELECT e.name, v.name, m.date, m.impressions, m.clicks FROM daily_metric AS m"
+        " JOIN experiment AS e ON e.id = m.experiment_id JOIN variant AS v ON v.id = m.variant_id"
+        " ORDER BY e.name, v.name"
+    )
+    rows = query(settings, stored)
+    assert len(rows) == 5 and rows == query(in_thread, stored)  # the same rows, the same values
 
 
 def test_a_busy_sqlite_file_is_the_same_503_from_the_writer_process(settings):
@@ -196,13 +204,12 @@ def test_writes_queued_behind_a_frame_when_the_writer_dies_do_not_hold_up_the_ne
     import asyncio
 
     import ingest.writer_process as writer_process
-    from ingest.metrics import MetricRow
+    from ingest.validation import DailyMetrics
 
     monkeypatch.setattr(writer_process, "RESTART_AFTER_S", 0.0)
-    day = date(2025, 12, 22)
 
     def rows(experiment_id):
-        return [MetricRow(experiment_id, day, "control", 10, 1)]
+        return DailyMetrics.model_validate(body(experiment_id=experiment_id, variants=[variant()]))
 
     async def scenario():
         writer = writer_process.WriterProcess(settings.database)
