@@ -318,11 +318,13 @@ class DayWrite:
     MetricWrite of those rows, whose row objects are made only when it runs alone (new
     arms, or a group that must run write by write)."""
 
-    __slots__ = ("arms", "day", "experiment_id", "known", "max_arms")
+    __slots__ = ("arms", "day", "experiment_id", "known", "max_arms", "now")
 
-    def __init__(self, experiment_id: str, day: str, arms: list[tuple], max_arms, known: Known):
+    def __init__(self, experiment_id: str, day: str, arms: list, max_arms, known: Known, now):
+        """`now`: the updated_at of its rows, as bound() gives it (one for the writes that
+        came together)."""
         self.experiment_id, self.day, self.arms = experiment_id, day, arms
-        self.max_arms, self.known = max_arms, known
+        self.max_arms, self.known, self.now = max_arms, known, now
 
     def rows(self) -> list[MetricRow]:
         day = date.fromisoformat(self.day)
@@ -333,11 +335,11 @@ class DayWrite:
 
     def jointly(self) -> tuple[Callable, list[tuple], StoreResult] | None:
         """As MetricWrite.jointly: the date's text is what bound() makes of the date."""
-        known = self.known.get
+        known = self.known.facts.get
         exp_pk = known(("experiment", self.experiment_id))
         if exp_pk is None:
             return None
-        now, day, values = bound(utcnow()), self.day, []
+        now, day, values = self.now, self.day, []
         for variant_id, impressions, clicks in self.arms:
             var_pk = known(("variant", (exp_pk, variant_id)))
             if var_pk is None:

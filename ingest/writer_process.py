@@ -396,7 +396,9 @@ class Channel:
 def serve(from_web: int, to_web: int) -> int:
     """The child: take the web process's writes as they come, a group at a time, in one
     thread (no GIL to share), until its end of the pipe closes."""
+    from core.db import bound
     from core.migrations import attach_database
+    from core.schema import utcnow
     from ingest.group_commit import IDLE_CLOSE_S, GroupCommit
     from ingest.metrics import DayWrite
 
@@ -420,8 +422,9 @@ def serve(from_web: int, to_web: int) -> int:
                 batches = pipe.receive(None)
         if not batches:
             return 0  # the web process closed the pipe, and every write is answered
+        now = bound(utcnow())
         group = [
-            (DayWrite(*day, cap, writes.known), Slot(channel, key))
+            (DayWrite(*day, cap, writes.known, now), Slot(channel, key))
             for batch in batches
             for key, day, cap in batch
         ]
