@@ -1,6 +1,6 @@
 """Write path: POST /data against plain sqlite3 upserts, and the bulk loader's rows per second.
 
-    .venv/bin/python bench/write_path.py [--seconds 5] [--rounds 3] [--rows 1000000]
+    .venv/bin/python bench/write_path.py [--seconds 5] [--rounds 5] [--rows 1000000]
     .venv/bin/python bench/write_path.py --only bulk --bulk-rounds 3 --against ../other-checkout
 
 POST /data: 1,000 experiments with two variants each exist; every request reposts one
@@ -15,6 +15,10 @@ rounds, alternately with the service:
   does with that many clients);
 - a bare ASGI app on the same uvicorn + httptools + uvloop that reads and parses the same
   bodies (bench/bare_app.py post_app), with the same load generator.
+
+The servers are started once; in each round the service is loaded right after the
+sqlite3 processes (each server gets 1 s of the same load first, as after a restart). The
+ratios are each round's own, and the table gives their median and every round's.
 
 Each round also posts to `python -m api` with server.writer_process = false (the writes
 in a thread of the web process instead of its writer process).
@@ -35,6 +39,7 @@ gives its median rows/s.
 """
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -201,8 +206,25 @@ def loaded(name: str) -> None:
     print(f"{name}: load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
 
-def post_round(args, tmp: Path, db_path: Path, pairs, requests) -> dict:
-    """One round, each measurement after the other: the figures of one moment."""
+def post_servers(args, db_path: Path, stack: contextlib.ExitStack) -> dict[str, int]:
+    """The servers every round loads, started once (each idles while another is
+    measured): {name: port}."""
+    env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
+    thread_env = {**env, "BANDIT_SERVER_WRITER_PROCESS": "false"}
+    servers = [
+        ("service", lambda: web_server(env)),
+        ("thread", lambda: web_server(thread_env)),
+        ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
+    ]
+    if args.workers > 1:
+        servers.append(("workers", lambda: web_server(env, workers=args.workers)))
+    return {name: stack.enter_context(server()) for name, server in servers}
+
+
+def post_round(args, tmp: Path, db_path: Path, pairs, requests, ports: dict) -> dict:
+    """One round, each measurement after the other: the figures of one moment. The
+    service is loaded right after the sqlite3 processes, its main baseline: on a shared
+    machine the speed of the moment moves a lot within seconds."""
     found = {}
     loaded("fsync")
     found["fsync"] = fsync_us(tmp)
@@ -212,20 +234,10 @@ def post_round(args, tmp: Path, db_path: Path, pairs, requests) -> dict:
     found["concurrent"], found["busy"] = concurrent_upserts_per_s(
         db_path, pairs, args.seconds, args.connections
     )
-    env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
-    thread_env = {**env, "BANDIT_SERVER_WRITER_PROCESS": "false"}
-    servers = [
-        ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
-        ("service", lambda: web_server(env)),
-        ("thread", lambda: web_server(thread_env)),
-    ]
-    if args.workers > 1:
-        servers.append(("workers", lambda: web_server(env, workers=args.workers)))
-    for name, server in servers:
+    for name, port in ports.items():
         loaded(name)
-        with server() as port:
-            run_load(port, requests, 1, args.connections, args.tool)
-            found[name] = run_load(port, requests, args.seconds, args.connections, args.tool)
+        run_load(port, requests, 1, args.connections, args.tool)  # warm, as after a restart
+        found[name] = run_load(port, requests, args.seconds, args.connections, args.tool)
     return found
 
 
@@ -239,9 +251,11 @@ def post_rows(args, tmp: Path) -> list:
     pairs = seed(db_path, args.experiments)
     requests = [("POST", "/data", post_body(e, c)) for e in range(args.experiments) for c in (5, 6)]
     rounds = []
-    for number in range(args.rounds):
-        rounds.append(post_round(args, tmp, db_path, pairs, requests))
-        print(f"round {number + 1}: {rounds[-1]}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        ports = post_servers(args, db_path, stack)
+        for number in range(args.rounds):
+            rounds.append(post_round(args, tmp, db_path, pairs, requests, ports))
+            print(f"round {number + 1}: {rounds[-1]}", file=sys.stderr)
     return post_table(args, rounds)
 
 
@@ -388,7 +402,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--workers", type=int, default=1, help="also POST to python -m api with this many workers"
