@@ -15,6 +15,7 @@ from core.db import OperationalError
 from core.secrets import ApiKeys
 from ingest.writer_process import WriterThread
 from tests.helpers import CONTRACT_POST, KEY
+from tests.processes import query
 
 
 def day(**changes) -> dict:
@@ -39,6 +40,12 @@ GOOD_BODIES = [
     encoded(CONTRACT_POST).decode().encode("utf-16"),  # JSON may be UTF-16
     b'  {"experiment_id": "ws", "date": "2025-12-22", "variants": '
     b'[{"variant_id": "a", "impressions": 0, "clicks": 0}]}  ',
+    # A key given twice: the last one counts, as Python's json module reads it.
+    b'{"experiment_id": "dup", "experiment_id": "dup2", "date": "2025-12-22", "variants": '
+    b'[{"variant_id": "a", "impressions": 9, "clicks": 1, "clicks": 2}]}',
+    b'{"experiment_id": "esc\\u0061ped", "date": "2025-12-22", "variants": '
+    b'[{"variant_id": "\\u0062", "impressions": -0, "clicks": 0}]}',
+    encoded(CONTRACT_POST).decode().encode("utf-8-sig"),  # a byte order mark
 ]
 BAD_BODIES = [
     b"{",
@@ -50,6 +57,12 @@ BAD_BODIES = [
     b"[" * 100_000,
     b'{"experiment_id": ' + b"1" * 5000 + b"}",
     b'{"experiment_id": NaN}',
+    encoded(day(variants=arms((1e3, 1)))),
+    encoded(day(variants=arms((float("inf"), 1)))),
+    encoded(CONTRACT_POST) + b" x",  # something after the JSON
+    encoded(CONTRACT_POST) + b"\x00",
+    b'{"experiment_id": "ctr_test", "date": "2025-12-22", "variants": '
+    b'[{"variant_id": "\\ud800", "impressions": 1, "clicks": 0}]}',  # a lone surrogate
     {"date": "2025-12-22", "variants": arms((1, 0))},
     day(extra=1),
     day(experiment_id="-x"),
@@ -100,14 +113,26 @@ def databases(new_database):
     NEW_DATABASE.clear()
 
 
-def answers(settings, name: str, requests: list, fast: bool, keys=None) -> list[tuple]:
+STORED = (
+    "SELECT e.name, v.name, m.date, m.impressions, m.clicks FROM daily_metric AS m"
+    " JOIN experiment AS e ON e.id = m.experiment_id JOIN variant AS v ON v.id = m.variant_id"
+    " ORDER BY e.name, v.name"
+)
+
+
+def answers(settings, name: str, requests: list, fast: bool, keys=None, stored=None) -> list:
     """Send the requests in order to a new app on its own database; fast=False turns the
-    fast path off, so FastAPI's route answers everything."""
-    app = create_app(NEW_DATABASE[0](settings), keys or ApiKeys())
+    fast path off, so FastAPI's route answers everything. `stored` gets the rows the
+    database has then."""
+    database = NEW_DATABASE[0](settings)
+    app = create_app(database, keys or ApiKeys())
     if not fast:
         app.fast_post = None
     with TestClient(app, raise_server_exceptions=False) as client:
-        return [answer(client.post("/data", **sent(request))) for request in requests]
+        found = [answer(client.post("/data", **sent(request))) for request in requests]
+    if stored is not None:
+        stored += query(database, STORED)
+    return found
 
 
 def sent(request: dict) -> dict:
@@ -118,10 +143,13 @@ def sent(request: dict) -> dict:
 
 
 def assert_same_answers(settings, requests: list, keys=None) -> list[tuple]:
-    fast = answers(settings, "fast", requests, True, keys)
-    routed = answers(settings, "routed", requests, False, keys)
+    """The same answers, and the same rows stored, with the fast path as without it."""
+    stored_fast, stored_routed = [], []
+    fast = answers(settings, "fast", requests, True, keys, stored_fast)
+    routed = answers(settings, "routed", requests, False, keys, stored_routed)
     for request, one, other in zip(requests, fast, routed, strict=True):
         assert one == other, request
+    assert stored_fast == stored_routed
     return fast
 
 
