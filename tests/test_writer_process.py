@@ -232,3 +232,34 @@ def test_writes_queued_behind_a_frame_when_the_writer_dies_do_not_hold_up_the_ne
     asyncio.run(scenario())
     stored = "SELECT e.name FROM daily_metric AS m JOIN experiment AS e ON e.id = m.experiment_id"
     assert query(settings, stored) == [("c",)]  # the first two were never committed
+
+
+def test_a_writer_process_that_dies_as_it_starts_fails_the_write_at_once(db, settings, monkeypatch):
+    """A child that exits before it reads anything (here: a command that is not the
+    writer) leaves its pipe closed: the write that started it is told, not left waiting."""
+    import asyncio
+    import subprocess
+
+    import ingest.writer_process as writer_process
+    from ingest.validation import DailyMetrics
+
+    started = subprocess.Popen
+
+    def exited_already(command, **kwargs):
+        process = started(["/bin/true"], **kwargs)
+        process.wait()
+        return process
+
+    monkeypatch.setattr(writer_process.subprocess, "Popen", exited_already)
+
+    async def scenario():
+        writer = writer_process.WriterProcess(settings.database)
+        try:
+            day = DailyMetrics.model_validate(body(variants=[variant()]))
+            with pytest.raises(WriteRefused) as refused:
+                await asyncio.wait_for(writer.submit(day, None), 10)
+            assert refused.value.kind == "stopped"
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
