@@ -99,7 +99,12 @@ def arm_order(client, experiment_id: str) -> list[tuple[str, int]]:
 def test_an_archived_arm_keeps_its_place_with_no_buckets_and_a_new_arm_comes_last(published):
     assert [name for name, _ in arm_order(published, "three")] == ["a", "b", "c"]
     published.post("/experiments/three/variants/a/archive")
-    post(published, "three", "b", "c", "d", day="2025-12-21")
+    # b, c and d at the same rate (b and c also have the fixture's day): each keeps a share
+    # whatever the day's seed; at 1% against 3% the worst arm got no bucket on some days.
+    even = [("b", 30), ("c", 20), ("d", 25)]
+    variants = [{"variant_id": v, "impressions": 1000, "clicks": c} for v, c in even]
+    day = {"experiment_id": "three", "date": "2025-12-21", "variants": variants}
+    assert published.post("/data", json=day).status_code == 200
     published.post("/recompute")
     order = arm_order(published, "three")
     assert [name for name, _ in order] == ["a", "b", "c", "d"]
