@@ -211,14 +211,14 @@ def post_servers(args, db_path: Path, stack: contextlib.ExitStack) -> dict[str, 
     measured): {name: port}."""
     env = bench_env(db_path, BENCH_POST_ANSWER_SIZE=str(ANSWER_SIZE))
     thread_env = {**env, "BANDIT_SERVER_WRITER_PROCESS": "false"}
-    servers = [
-        ("service", lambda: web_server(env)),
-        ("thread", lambda: web_server(thread_env)),
-        ("bare", lambda: uvicorn_server("bench.bare_app:post_app", env, probe_path="/")),
-    ]
+    servers = {
+        "service": web_server(env),
+        "thread": web_server(thread_env),
+        "bare": uvicorn_server("bench.bare_app:post_app", env, probe_path="/"),
+    }
     if args.workers > 1:
-        servers.append(("workers", lambda: web_server(env, workers=args.workers)))
-    return {name: stack.enter_context(server()) for name, server in servers}
+        servers["workers"] = web_server(env, workers=args.workers)
+    return {name: stack.enter_context(server) for name, server in servers.items()}
 
 
 def post_round(args, tmp: Path, db_path: Path, pairs, requests, ports: dict) -> dict:

@@ -5,10 +5,9 @@ GIL. The writer gives it up around every SQLite call (BEGIN, the upsert, COMMIT 
 fsync) and must take it back after each, while the loop holds it for whole requests, so a
 group of writes waited for the GIL several times (in the same benchmark runs the writer
 thread gave 0.72 and 0.84 of the POSTs per second of the writer process; bench/README.md).
-With
-server.writer_process (the default) each web process starts one child,
+With server.writer_process (the default) each web process starts one child,
 `python -m ingest.writer_process`, which runs the same group commit (ingest/group_commit.py)
-on its own connection, and the loop only hands it rows and reads back outcomes:
+on its own connection, and the loop only hands it days and reads back outcomes:
 
 - The web process sends the writes that came since its last frame as one frame (a
   4-byte length and a pickle of [(key, day, max_arms), ...], plain values: a day is its
@@ -56,6 +55,14 @@ HEADER = struct.Struct("<I")
 READ_SIZE = 1 << 16  # under malloc's mmap threshold: a larger buffer costs an mmap per read
 RESTART_AFTER_S = 1.0  # a child that died is started again at most once a second
 STOP_WAIT_S = 30.0  # how long a stopping web process waits for its child's last commits
+# What a write hears when its writer process dies: sent to it, or still waiting to be sent.
+LOST = (
+    "the writer process stopped before it answered; the write may or may not be stored: "
+    "retry it (a repost of the same day replaces the same rows)"
+)
+NOT_SENT = (
+    "the writer process stopped before it was sent the write; nothing was stored, retry it shortly"
+)
 
 
 class WriteRefused(Exception):
@@ -267,17 +274,7 @@ class WriterProcess:
         pending, self.pending = self.pending, {}
         for key, future in pending.items():
             if not future.done():
-                future.set_exception(
-                    WriteRefused(
-                        "stopped",
-                        "the writer process stopped before it was sent the write; nothing was "
-                        "stored, retry it shortly"
-                        if key in unsent
-                        else "the writer process stopped before it answered; the write may or "
-                        "may not be stored: retry it (a repost of the same day replaces the "
-                        "same rows)",
-                    )
-                )
+                future.set_exception(WriteRefused("stopped", NOT_SENT if key in unsent else LOST))
 
     def detach(self) -> None:
         if self.loop is not None and not self.loop.is_closed():
