@@ -128,6 +128,26 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def stolen_s() -> float:
+    """CPU seconds the hypervisor has given to other guests instead of this machine, all
+    cores together, since boot (/proc/stat's steal; 0 where there is none to read)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+def steal_share(measure):
+    """(measure(), the share of this machine's CPU time stolen while it ran): a figure taken
+    while the host ran other guests on these cores is lower for that reason alone."""
+    stolen, started = stolen_s(), time.perf_counter()
+    result = measure()
+    elapsed = time.perf_counter() - started
+    return result, (stolen_s() - stolen) / (elapsed * (os.cpu_count() or 1))
+
+
 def machine() -> str:
     load = os.getloadavg()[0]
     return (

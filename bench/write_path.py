@@ -27,7 +27,11 @@ With --workers N, each round also posts to `python -m api` with server.workers =
 processes on the port, each with its own writer thread and group commit).
 
 Each round also times os.fsync after a 4 KiB write to a file in the database's folder,
-so the reader sees what one commit's sync costs on this disk at that moment.
+so the reader sees what one commit's sync costs on this disk at that moment, and gives
+the share of this machine's CPU time the hypervisor took for other guests (/proc/stat's
+steal) while the sqlite3 processes and while the writer process were loaded: on a shared
+VM it moves from second to second, and a round that one of the two lost more of says
+more about the host than about the code.
 
 Bulk: a CSV of about --rows rows loaded by `python -m ingest` into an empty database
 (process wall time, from start to exit, so interpreter start and imports count against
@@ -57,6 +61,7 @@ from bench.common import (
     bench_env,
     machine,
     metric_rows,
+    steal_share,
     table,
     use_database,
     uvicorn_server,
@@ -231,13 +236,15 @@ def post_round(args, tmp: Path, db_path: Path, pairs, requests, ports: dict) -> 
     loaded("sqlite3, 1 connection")
     found["sequential"] = stdlib_upserts_per_s(db_path, pairs, args.seconds)
     loaded(f"sqlite3, {args.connections} processes")
-    found["concurrent"], found["busy"] = concurrent_upserts_per_s(
-        db_path, pairs, args.seconds, args.connections
+    (found["concurrent"], found["busy"]), found["steal", "concurrent"] = steal_share(
+        lambda: concurrent_upserts_per_s(db_path, pairs, args.seconds, args.connections)
     )
     for name, port in ports.items():
         loaded(name)
         run_load(port, requests, 1, args.connections, args.tool)  # warm, as after a restart
-        found[name] = run_load(port, requests, args.seconds, args.connections, args.tool)
+        found[name], found["steal", name] = steal_share(
+            lambda port=port: run_load(port, requests, args.seconds, args.connections, args.tool)
+        )
     return found
 
 
@@ -350,7 +357,16 @@ def post_table(args, rounds: list[dict]) -> list[list]:
         f"median / p99 us: {fsyncs}",
         "",
     ]
-    return [*rows, fsync_row]
+    steals = ", ".join(
+        f"{r['steal', 'concurrent']:.0%} / {r['steal', 'service']:.0%}" for r in rounds
+    )
+    steal_row = [
+        "CPU time the host gave to other guests (steal), per round",
+        "",
+        f"during sqlite3, {n} processes / during the writer process: {steals}",
+        "",
+    ]
+    return [*rows, fsync_row, steal_row]
 
 
 def bulk_rows(args, tmp: Path) -> list[list]:
