@@ -43,6 +43,7 @@ async def lifespan(app: FastAPI):
     yield
     refresher.stop()
     app.state.writes.close()
+    metrics.HELD.fold()  # the last answers' counts, before another worker's scrape misses them
 
 
 def access_policy(settings: Settings, keys: ApiKeys) -> AccessPolicy:

@@ -138,11 +138,12 @@ def has_body(headers: Headers) -> bool:
     return "transfer-encoding" in headers or (length is not None and length > 0)
 
 
-async def read_body(receive, limit: int) -> tuple[bytes | None, list]:
-    """The whole body, or None once it passes limit; plus any non-body messages seen."""
+async def read_body(receive, limit: int, first=None) -> tuple[bytes | None, list]:
+    """The whole body, or None once it passes limit; plus any non-body messages seen.
+    `first`: a message the caller has already received."""
     chunks, size, other = [], 0, []
     while True:
-        message = await receive()
+        message, first = (await receive() if first is None else first), None
         if message["type"] != "http.request":
             other.append(message)
             return b"".join(chunks), other

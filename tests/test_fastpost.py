@@ -271,3 +271,52 @@ def test_the_fast_path_is_counted_and_timed_as_the_route_is(settings, fast):
     answers(settings, "counted", requests, fast)
     (ok_after, timed_after), (bad_after, _) = counted("200"), counted("422")
     assert (ok_after - ok, bad_after - bad, timed_after - timed) == (1, 1, 2)
+
+
+def asgi_post(client, parts: list[bytes], declared: int) -> list[dict]:
+    """POST /data straight to the app on its running loop, the body in these messages."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/data",
+        "raw_path": b"/data",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % declared)],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def call():
+        await client.app(scope, receive, send)
+
+    client.portal.call(call)
+    return sent
+
+
+def test_a_body_in_several_messages_is_read_whole_or_refused_past_the_limit(settings):
+    settings = dataclasses.replace(
+        settings, server=dataclasses.replace(settings.server, max_body_bytes=1024)
+    )
+    body = encoded(CONTRACT_POST)
+    large = encoded(day(variants=arms(*[(1, 0)] * 30)))
+    with TestClient(create_app(settings)) as client:
+        stored = asgi_post(client, [body[:10], body[10:40], body[40:]], len(body))
+        refused = asgi_post(client, [large[:600], large[600:]], 1000)  # a length that lies
+    assert stored[0]["status"] == 200
+    assert json.loads(stored[1]["body"])["variants_stored"] == 2
+    assert refused[0]["status"] == 413

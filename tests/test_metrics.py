@@ -7,9 +7,11 @@ from contextlib import closing
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from api import metrics
 from api.app import create_app
 from core.secrets import ApiKeys
 from ingest.__main__ import main as bulk_load
@@ -182,3 +184,39 @@ def test_fast_path_reads_are_counted_by_route_and_status(client):
     for route, status in [("/allocations", "304"), ("/assign", "200")]:
         counted = requests(after, route, "GET", status) - requests(before, route, "GET", status)
         assert counted == 1
+
+
+def test_held_counts_fold_into_the_same_samples_as_observe(client):
+    """The fast path's counts are held and added together: the buckets, sum and count
+    that come out are exactly those of prometheus-client's own observe() of the same
+    durations (a registry of its own with the same buckets is the reference)."""
+    durations = [0.0004, 0.001, 0.0011, 0.002, 0.003, 0.2, 10.0, 12.5]  # bounds, between, +Inf
+    reference = CollectorRegistry()
+    histogram = Histogram("ref", "", registry=reference, buckets=metrics.DURATION_BUCKETS)
+    for seconds in durations:
+        histogram.observe(seconds)
+    expected = {
+        (name.replace("ref", "bandit_http_request_duration_seconds"), labels): value
+        for (name, labels), value in samples(generate_latest(reference).decode()).items()
+        if not name.endswith("_created")
+    }
+    before = samples(generate_latest(metrics.REGISTRY).decode())
+    for status, seconds in zip([200] * 7 + [503], durations, strict=True):
+        metrics.HELD.answered("/data", "POST", status, seconds)
+    after = samples(generate_latest(metrics.REGISTRY).decode())
+    post = (("method", "POST"), ("route", "/data"))
+    for (name, labels), value in expected.items():
+        ours = (name, tuple(sorted(post + labels)))
+        assert after[ours] - before.get(ours, 0) == pytest.approx(value), ours
+    assert requests(after, "/data", "POST", "200") - requests(before, "/data", "POST", "200") == 7
+    assert requests(after, "/data", "POST", "503") - requests(before, "/data", "POST", "503") == 1
+
+
+def test_held_counts_reach_the_metrics_within_a_second_unread(client):
+    """Another worker's scrape reads this one's files, not its REGISTRY: held counts are
+    added by a timer, with nothing reading them."""
+    child = metrics.HTTP_REQUESTS.labels("/data", "POST", "299")
+    before = child._value.get()
+    metrics.HELD.answered("/data", "POST", 299, 0.001)
+    assert child._value.get() == before  # held
+    wait_for(lambda: child._value.get() == before + 1, metrics.FOLD_AFTER_S + 5, "the fold")
