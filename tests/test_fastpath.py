@@ -98,3 +98,36 @@ def test_with_read_keys_the_fast_path_serves_requests_that_carry_a_good_key(sett
         monkeypatch.undo()
         wrong = {"Authorization": "Bearer wrong-key-0000000000000000"}
         assert keyed.get("/allocation?experiment_id=ctr_test", headers=wrong).status_code == 401
+
+
+def test_app_state_is_read_without_a_failed_lookup(monkeypatch):
+    """app.state's values are attributes of their own (PlainState): Starlette's
+    __getattr__, reached only after a failed lookup, is never needed, whichever way a
+    value was set; deleting one removes it both ways."""
+    from starlette.datastructures import State
+
+    from api.fastpath import PlainState
+
+    state = PlainState()
+    state.settings, state["cache"] = "settings", "cache"
+    monkeypatch.setattr(State, "__getattr__", lambda self, key: pytest.fail(f"looked up {key}"))
+    assert (state.settings, state.cache, state["settings"], len(state)) == (
+        "settings",
+        "cache",
+        "settings",
+        2,
+    )
+    del state.settings
+    del state["cache"]
+    monkeypatch.undo()
+    assert len(state) == 0
+    assert not hasattr(state, "settings") and not hasattr(state, "cache")
+
+
+def test_the_database_proxy_reaches_the_engine_without_a_failed_lookup(monkeypatch):
+    from core.db import Database, database
+
+    monkeypatch.setattr(Database, "__getattr__", lambda self, key: pytest.fail(f"looked up {key}"))
+    assert database.is_closed() in (True, False)
+    assert database.local is database.obj.local
+    assert isinstance(database, Database) and type(database) is Database

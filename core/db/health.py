@@ -2,6 +2,7 @@
 and this process's last storage fault, which /healthz shows until a write commits again."""
 
 import logging
+import threading
 
 log = logging.getLogger("bandit.db")
 
@@ -32,3 +33,17 @@ class StorageHealth:
 
 
 health = StorageHealth()
+
+
+class ThreadState(threading.local):
+    """What a thread's connection is in the middle of, each with its default (so that
+    reading one never raises AttributeError, whose message costs a write a few thousand
+    instructions): `faulted`, a storage fault met in the running transaction; `stale`,
+    the connection opened the file read-only and must be opened again before the next
+    write (SQLite); `lost`, the error that rolled its transaction back (SQLite);
+    `lock_wait_ms`, the lock wait to restore after this transaction (PostgreSQL)."""
+
+    faulted = False
+    stale = False
+    lost = None
+    lock_wait_ms = None

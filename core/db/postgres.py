@@ -28,7 +28,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 from datetime import datetime
 from typing import ClassVar
 
@@ -37,7 +36,7 @@ from peewee import Cast, DatabaseError, Expression, IntegrityError, InterfaceErr
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg.adapt import Loader
 
-from core.db.health import BackupError, DatabaseFault
+from core.db.health import BackupError, DatabaseFault, ThreadState
 from core.settings import redacted
 
 log = logging.getLogger("bandit.db")
@@ -216,7 +215,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
             health.failed(cause)
             self.local.faulted = True
 
-    local = threading.local()
+    local = ThreadState()
 
     def reopen(self) -> None:
         pass
@@ -260,7 +259,7 @@ class PostgresDatabase(PooledPostgresqlDatabase):
     def write_atomic(self, scope: str):
         if self.transaction_depth() == 0:
             self.replace_broken_connection()
-        wait, self.local.lock_wait_ms = getattr(self.local, "lock_wait_ms", None), None
+        wait, self.local.lock_wait_ms = self.local.lock_wait_ms, None
         with self.atomic() as transaction:
             if wait is not None:  # for this transaction only: the connection is pooled
                 self.execute_sql(f"SET LOCAL lock_timeout = {int(wait)}")

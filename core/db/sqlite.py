@@ -24,13 +24,12 @@ import math
 import os
 import socket
 import sqlite3
-import threading
 from datetime import UTC
 from urllib.parse import quote
 
 from peewee import OP, SQL, DatabaseError, Expression, SqliteDatabase, _savepoint, fn
 
-from core.db.health import DatabaseFault, health
+from core.db.health import DatabaseFault, ThreadState, health
 
 log = logging.getLogger("bandit.db")
 
@@ -80,9 +79,7 @@ class PinnedDatabase(SqliteDatabase):
 
     path: str | None = None
     identity: tuple[int, int] | None = None
-    # Per thread: `lost`, the error that rolled its transaction back; `stale`, whether its
-    # connection opened the file read-only and must be opened again before the next write.
-    local = threading.local()
+    local = ThreadState()
 
     engine = "sqlite"
     dialect = "sqlite"
@@ -225,7 +222,7 @@ class PinnedDatabase(SqliteDatabase):
             super().rollback()
 
     def commit(self):
-        lost, self.local.lost = getattr(self.local, "lost", None), None
+        lost, self.local.lost = self.local.lost, None
         if lost is not None and not self.in_sqlite_transaction():
             raise lost  # a savepoint's failure took the transaction: nothing to commit
         super().commit()
