@@ -122,13 +122,14 @@ class GroupCommit:
             group += drain(self._queue)
             self.serve_group(group)
 
-    def serve_group(self, group: list[Work]) -> None:
+    def serve_group(self, group: list[Work], jointly: bool = True) -> None:
         """Commit one group and settle its futures (the writer thread's loop, or a caller
-        that takes the writes from elsewhere: the writer process)."""
+        that takes the writes from elsewhere: the writer process); jointly=False when the
+        caller knows they must run one by one."""
         outcomes = Outcomes()
         try:
-            self._connect()
-            commit_group(group, self.known, outcomes)
+            self.connect()
+            commit_group(group, self.known, outcomes, jointly)
         except BaseException as exc:  # no connection: tell every caller, keep serving
             for _, future in group:
                 outcomes.settle(future, error=exc)
@@ -145,7 +146,8 @@ class GroupCommit:
             self.idle()
             return self._queue.get()
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
+        """The writer's connection, open (and what it knew forgotten if it is new)."""
         where = (database.obj, database.database, configurations())
         if self._path != where:  # open_database ran meanwhile (pointed elsewhere, or again)
             database.close()
@@ -196,7 +198,9 @@ def settle_all(settled: list) -> None:
         settle(future, result, error)
 
 
-def commit_group(group: list[Work], known: Known | None = None, outcomes=None) -> None:
+def commit_group(
+    group: list[Work], known: Known | None = None, outcomes=None, jointly: bool = True
+) -> None:
     """One transaction for the group: one statement for all when every write can run
     jointly, else each write in its savepoint. On PostgreSQL writers on other hosts run at
     the same time (the "ingest" scope takes no lock: every write is an upsert), so two
@@ -206,7 +210,7 @@ def commit_group(group: list[Work], known: Known | None = None, outcomes=None) -
     known = known or Known()
     own = outcomes is None
     outcomes = outcomes or Outcomes()
-    if not ran_jointly(group, outcomes):
+    if not (jointly and ran_jointly(group, outcomes)):
         commit_one_by_one(group, known, outcomes)
     if own:
         outcomes.deliver()
@@ -223,18 +227,28 @@ def ran_jointly(group: list[Work], outcomes: Outcomes) -> bool:
         if plan is None or (plans and plan[0] is not plans[0][0]):
             return False
         plans.append(plan)
+    error = run_jointly(plans[0][0], [row for _, rows, _ in plans for row in rows])
+    if error is ALONE:
+        return False
+    for (_, future), (_, _, result) in zip(group, plans, strict=True):
+        outcomes.settle(future, None if error else result, error)
+    return True
+
+
+ALONE = Exception("the group's writes must run one by one")
+
+
+def run_jointly(function: Callable[[list], Any], rows: list) -> BaseException | None:
+    """function(rows) in one write transaction: None once committed; the error if it is
+    one that every write of the group would meet alike (a busy lock, a storage fault),
+    which is theirs; ALONE (nothing stored) for any other, as a write of the group is
+    wrong and each alone finds which."""
     try:
         with write_transaction("ingest"):
-            plans[0][0]([row for _, rows, _ in plans for row in rows])
+            function(rows)
     except Exception as exc:
-        if not (is_busy(exc) or storage_fault(exc)):
-            return False  # a write of the group is wrong: each alone finds which
-        for _, future in group:
-            outcomes.settle(future, error=exc)
-        return True
-    for (_, future), (_, _, result) in zip(group, plans, strict=True):
-        outcomes.settle(future, result)
-    return True
+        return exc if is_busy(exc) or storage_fault(exc) else ALONE
+    return None
 
 
 def commit_one_by_one(group: list[Work], known: Known, outcomes: Outcomes) -> None:

@@ -335,17 +335,27 @@ class DayWrite:
 
     def jointly(self) -> tuple[Callable, list[tuple], StoreResult] | None:
         """As MetricWrite.jointly: the date's text is what bound() makes of the date."""
-        known = self.known.facts.get
-        exp_pk = known(("experiment", self.experiment_id))
-        if exp_pk is None:
+        day, values = (self.experiment_id, self.day, self.arms), []
+        if not known_values(self.known, day, self.now, values):
             return None
-        now, day, values = self.now, self.day, []
-        for variant_id, impressions, clicks in self.arms:
-            var_pk = known(("variant", (exp_pk, variant_id)))
-            if var_pk is None:
-                return None
-            values.append((exp_pk, var_pk, day, impressions, clicks, now))
         return upsert_values, values, StoreResult(rows=len(self.arms))
+
+
+def known_values(known: Known, day: tuple, now: str, values: list) -> bool:
+    """Add a day's rows of UPSERT_FIELDS' values (`day` as DayWrite holds it: experiment
+    id, date text, (variant_id, impressions, clicks) per arm) to values, if every id they
+    need is known committed; False if one is not (values may then hold some of them)."""
+    experiment_id, date_text, arms = day
+    facts = known.facts.get
+    exp_pk = facts(("experiment", experiment_id))
+    if exp_pk is None:
+        return False
+    for variant_id, impressions, clicks in arms:
+        var_pk = facts(("variant", (exp_pk, variant_id)))
+        if var_pk is None:
+            return False
+        values.append((exp_pk, var_pk, date_text, impressions, clicks, now))
+    return True
 
 
 def upsert_values(values: list[tuple]) -> None:

@@ -263,3 +263,114 @@ def test_a_writer_process_that_dies_as_it_starts_fails_the_write_at_once(db, set
             writer.close()
 
     asyncio.run(scenario())
+
+
+# The child's own loop body (ingest.writer_process.serve_writes), run in this process, in a
+# thread of its own as the child's one thread, on a pipe: its answer, and what it stored.
+
+DAY_TEXT = "2025-12-22"
+
+
+@pytest.fixture
+def child(db):
+    """A writer thread serving writes as the child does; what it knew, in `writes`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.db import database
+    from ingest.group_commit import GroupCommit
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.writes = GroupCommit()
+        yield thread
+        thread.submit(database.close).result()
+
+
+def served(child, received: list) -> tuple[list, str | None]:
+    """serve_writes of these (key, day, max_arms); its one frame: (outcomes, fault)."""
+    from ingest.writer_process import Channel, serve_writes
+
+    read, write = os.pipe()
+    try:
+        child.submit(serve_writes, received, child.writes, Channel(write)).result(10)
+        (answer,) = frames(bytearray(os.read(read, 1 << 16)))
+    finally:
+        os.close(read)
+        os.close(write)
+    return answer
+
+
+def day_of(experiment: str, clicks: int, arms=("a", "b")) -> tuple:
+    return experiment, DAY_TEXT, [(arm, 100, clicks) for arm in arms]
+
+
+def clicks_stored(experiment: str) -> list[tuple]:
+    from core.schema import DailyMetric, Experiment, Variant
+
+    rows = (
+        DailyMetric.select(Variant.name, DailyMetric.clicks)
+        .join(Variant)
+        .join(Experiment, on=Variant.experiment == Experiment.id)
+        .where(Experiment.name == experiment)
+    )
+    return sorted(rows.tuples())
+
+
+def store_arms(child, names=("e1", "e2")) -> None:
+    """Arms a and b of these, stored: the child knows their ids from now on."""
+    outcomes, _ = served(child, [(k, day_of(name, 5), None) for k, name in enumerate(names)])
+    assert [o[1][1] for o in outcomes] == [[name] for name in names]  # new experiments
+
+
+def test_the_writer_process_stores_reposts_of_known_arms_as_one_upsert(child, monkeypatch):
+    from ingest.group_commit import GroupCommit
+
+    store_arms(child)
+    monkeypatch.setattr(GroupCommit, "serve_group", lambda *a, **k: pytest.fail("one by one"))
+    received = [(7, day_of("e1", 7), None), (8, day_of("e2", 8), None), (9, day_of("e1", 9), None)]
+    outcomes, fault = served(child, received)
+    assert outcomes == [(7, (2, [], []), None), (8, (2, [], []), None), (9, (2, [], []), None)]
+    assert fault is None
+    assert clicks_stored("e1") == [("a", 9), ("b", 9)]  # the later repost of the same day
+    assert clicks_stored("e2") == [("a", 8), ("b", 8)]
+
+
+def test_a_wrong_write_in_the_writer_processs_upsert_fails_alone(child):
+    from core.schema import Experiment
+
+    store_arms(child)
+    e2 = Experiment.get(Experiment.name == "e2").id
+    child.writes.known.facts[("variant", (e2, "a"))] = 10**9  # an id no variant has
+    outcomes, _ = served(child, [(7, day_of("e1", 7), None), (8, day_of("e2", 7), None)])
+    assert outcomes[0] == (7, (2, [], []), None)
+    key, result, refusal = outcomes[1]
+    assert (key, result, refusal[0]) == (8, None, "error")
+    assert "foreign key" in refusal[1].lower()
+    assert clicks_stored("e1") == [("a", 7), ("b", 7)]
+    assert clicks_stored("e2") == [("a", 5), ("b", 5)]  # all or nothing
+
+
+def test_a_busy_database_refuses_every_write_of_the_writer_processs_upsert(child, monkeypatch):
+    from playhouse.pool import MaxConnectionsExceeded
+
+    import ingest.writer_process as writer_process
+
+    store_arms(child)
+
+    def busy(values):
+        raise MaxConnectionsExceeded("the database is busy")  # busy on either engine
+
+    monkeypatch.setattr(writer_process, "upsert_values", busy)
+    outcomes, _ = served(child, [(7, day_of("e1", 7), None), (8, day_of("e2", 7), None)])
+    assert [(key, result, refusal[0]) for key, result, refusal in outcomes] == [
+        (7, None, "busy"),
+        (8, None, "busy"),
+    ]
+    assert clicks_stored("e1") == [("a", 5), ("b", 5)]
+
+
+def test_new_arms_in_a_frame_of_reposts_go_through_the_group_commit(child):
+    store_arms(child, ("e1",))
+    received = [(7, day_of("e1", 7), None), (8, day_of("e1", 8, ("a", "b", "c")), None)]
+    outcomes, _ = served(child, received)
+    assert outcomes == [(7, (2, [], []), None), (8, (3, [], [("e1", "c")]), None)]
+    assert clicks_stored("e1") == [("a", 8), ("b", 8), ("c", 8)]
