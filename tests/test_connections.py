@@ -158,6 +158,12 @@ class Recorded:
     def is_closing(self):
         return self.closing
 
+    def pause_reading(self):
+        self.calls.append(("pause",))
+
+    def resume_reading(self):
+        self.calls.append(("resume",))
+
     def get_extra_info(self, name):
         return ("127.0.0.1", 1) if name == "peername" else None
 
@@ -183,5 +189,24 @@ def test_a_turns_writes_go_out_as_one_send_and_closing_sends_them_first():
         transport.write(b"after close")
         await asyncio.sleep(0)
         assert inner.calls[-1] == ("close",)  # a closed transport is sent nothing
+
+    asyncio.run(main())
+
+
+def test_what_uvicorn_asks_of_a_transport_on_every_request_is_passed_on_at_once(monkeypatch):
+    """is_closing and the reading switches are the wrapper's own methods, not found after a
+    failed lookup (which builds an AttributeError each time)."""
+    import asyncio
+
+    from api.connections import Coalescing
+
+    async def main():
+        inner = Recorded()
+        transport = Coalescing(inner, asyncio.get_running_loop())
+        monkeypatch.setattr(Coalescing, "__getattr__", lambda self, name: pytest.fail(name))
+        transport.pause_reading()
+        transport.resume_reading()
+        assert transport.is_closing() is False
+        assert inner.calls == [("pause",), ("resume",)]
 
     asyncio.run(main())
