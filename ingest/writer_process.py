@@ -14,7 +14,9 @@ on its own connection, and the loop only hands it days and reads back outcomes:
   experiment id, its date's text and its (variant_id, impressions, clicks)) down a pipe,
   one frame in flight at a time: what comes while the child commits goes in the next
   frame, sent as soon as the answer is read. The child, one thread, commits each frame
-  as one group with the same code as the writer thread (GroupCommit.serve_group).
+  as one group (serve_writes): reposts of arms it has seen committed as one upsert of
+  their rows, anything else with the same code as the writer thread
+  (GroupCommit.serve_group).
 - After each group's commit the child sends one frame back: every write's outcome
   (its StoreResult's fields, or what refused it) and the child's storage fault, if any.
   The loop reads it when the pipe is readable and settles each write's future. So a
