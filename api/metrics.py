@@ -129,16 +129,21 @@ class HeldCounts:
                 held = self.durations[key[:2]] = [0.0] + [0] * len(bounds)
             held[0] += seconds
             held[1 + bisect_left(bounds, seconds)] += 1  # the bucket observe() would pick
-            start, self.due = not self.due, True
+            start = self.held()
         if start:
             self.schedule()
 
     def posted(self, rows: int) -> None:
         with self.lock:
             self.rows += rows
-            start, self.due = not self.due, True
+            start = self.held()
         if start:
             self.schedule()
+
+    def held(self) -> bool:
+        """A count is held (the lock is held): whether a fold must be scheduled for it."""
+        start, self.due = not self.due, True
+        return start
 
     def schedule(self) -> None:
         timer = threading.Timer(FOLD_AFTER_S, self.fold)
@@ -302,6 +307,7 @@ def scrape_registry(cache) -> CollectorRegistry:
     """The registry a scrape reads: this process's (or, in multiprocess mode, every
     worker's) counters, plus the database's and the cache's figures."""
     if os.environ.get(MULTIPROCESS_VARIABLE):
+        HELD.fold()  # the scrape reads the workers' files, not REGISTRY (and its Folding)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
@@ -320,5 +326,4 @@ class ProcessMetrics:
 
 
 def metrics_response(cache) -> Response:
-    HELD.fold()  # in multiprocess mode the scrape reads the files, not REGISTRY
     return Response(generate_latest(scrape_registry(cache)), media_type=CONTENT_TYPE_LATEST)
